@@ -1,0 +1,616 @@
+package webhook
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+)
+
+// testRedis connects to the shared Redis and returns a key prefix unique to
+// the test; the test's keys are deleted at cleanup.
+func testRedis(tb testing.TB) (*redis.Client, string) {
+	tb.Helper()
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	ctx := context.Background()
+	require.NoError(tb, c.Ping(ctx).Err(), "a Redis server must answer on 127.0.0.1:6379")
+	prefix := fmt.Sprintf("test:%s:%08x:", strings.ReplaceAll(tb.Name(), "/", "_"), rand.Uint32())
+	tb.Cleanup(func() {
+		iter := c.Scan(ctx, 0, prefix+"*", 500).Iterator()
+		var ks []string
+		for iter.Next(ctx) {
+			ks = append(ks, iter.Val())
+		}
+		if len(ks) > 0 {
+			c.Del(ctx, ks...)
+		}
+		_ = c.Close()
+	})
+	return c, prefix
+}
+
+// orgs is a Resolver backed by a map.
+type orgs struct {
+	mu sync.Mutex
+	m  map[string]Endpoint
+}
+
+func (o *orgs) Endpoint(org string) (Endpoint, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	e, ok := o.m[org]
+	return e, ok
+}
+
+// delivery is one request received by a sink.
+type delivery struct {
+	eventID, signature, contentType string
+	body                            []byte
+	status                          int
+}
+
+// sink is a webhook receiver recording every request; status decides the
+// answer to the n-th request (0-based) for an event id.
+type sink struct {
+	srv    *httptest.Server
+	secret string
+	mu     sync.Mutex
+	got    []delivery
+	tries  map[string]int
+	status func(id string, try int) int
+	delay  func(id string, try int) time.Duration
+}
+
+func newSink(t testing.TB, secret string) *sink {
+	s := &sink{secret: secret, tries: map[string]int{}}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		id := r.Header.Get("Smsgate-Event-Id")
+		s.mu.Lock()
+		try := s.tries[id]
+		s.tries[id]++
+		status, delay := http.StatusNoContent, time.Duration(0)
+		if s.status != nil {
+			status = s.status(id, try)
+		}
+		if s.delay != nil {
+			delay = s.delay(id, try)
+		}
+		s.got = append(s.got, delivery{eventID: id, signature: r.Header.Get("Smsgate-Signature"),
+			contentType: r.Header.Get("Content-Type"), body: body, status: status})
+		s.mu.Unlock()
+		if delay > 0 {
+			select {
+			case <-time.After(delay):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+func (s *sink) set(status func(string, int) int) {
+	s.mu.Lock()
+	s.status = status
+	s.mu.Unlock()
+}
+
+func (s *sink) deliveries() []delivery {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]delivery(nil), s.got...)
+}
+
+// delivered returns the event ids answered 2xx.
+func (s *sink) delivered() map[string]bool {
+	out := map[string]bool{}
+	for _, d := range s.deliveries() {
+		if d.status/100 == 2 {
+			out[d.eventID] = true
+		}
+	}
+	return out
+}
+
+// checkSignature recomputes the signature independently of Sign.
+func checkSignature(t *testing.T, secret string, d delivery) {
+	t.Helper()
+	ts, v1, ok := strings.Cut(d.signature, ",v1=")
+	require.True(t, ok, d.signature)
+	ts = strings.TrimPrefix(ts, "t=")
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	require.NoError(t, err)
+	require.InDelta(t, time.Now().Unix(), sec, 60)
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(ts + "." + string(d.body)))
+	require.Equal(t, hex.EncodeToString(m.Sum(nil)), v1)
+}
+
+// addEvent appends an event for org to stream, as the queue does.
+func addEvent(t testing.TB, c *redis.Client, stream, id, org string) {
+	t.Helper()
+	require.NoError(t, c.XAdd(context.Background(), &redis.XAddArgs{Stream: stream, Values: []any{
+		"id", id, "type", "message.status", "org", org,
+		"data", `{"id": "msg_` + id + `", "status": "delivered", "client_ref": "r"}`,
+		"at", "2025-01-02T03:04:05.123456789Z",
+	}}).Err())
+}
+
+func expectedBody(id string) string {
+	return `{"id":"` + id + `","type":"message.status","created_at":"2025-01-02T03:04:05.123456789Z","data":{"id": "msg_` + id + `", "status": "delivered", "client_ref": "r"}}`
+}
+
+func fastOptions(c *redis.Client, prefix string, r Resolver, streams ...string) Options {
+	return Options{
+		Client: c, Prefix: prefix, Streams: streams, Resolver: r, Consumer: "c1",
+		Timeout: time.Second, RetryFor: time.Minute, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+		PollInterval: 20 * time.Millisecond, Registerer: prometheus.NewRegistry(),
+	}
+}
+
+// start runs a dispatcher until the returned stop is called (or the test ends).
+func start(t testing.TB, opts Options) (*Dispatcher, func()) {
+	t.Helper()
+	d, err := New(opts)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				require.NoError(t, err)
+			case <-time.After(10 * time.Second):
+				t.Error("Run did not return")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return d, stop
+}
+
+func pendingCount(t testing.TB, c *redis.Client, stream string) int64 {
+	p, err := c.XPending(context.Background(), stream, "webhook").Result()
+	require.NoError(t, err)
+	return p.Count
+}
+
+func retryCount(t testing.TB, c *redis.Client, prefix string) int {
+	ks, err := c.Keys(context.Background(), prefix+"webhook:{*}:ev").Result()
+	require.NoError(t, err)
+	n := 0
+	for _, k := range ks {
+		if strings.HasSuffix(k, "{dead}:ev") {
+			continue
+		}
+		n += int(c.HLen(context.Background(), k).Val())
+	}
+	return n
+}
+
+func TestDeliverSuccess(t *testing.T) {
+	c, prefix := testRedis(t)
+	stream := prefix + "events:0"
+	s := newSink(t, "sec-a")
+	r := &orgs{m: map[string]Endpoint{"acme": {URL: s.srv.URL + "/events", Secret: "sec-a"}}}
+	for i := range 3 {
+		addEvent(t, c, stream, fmt.Sprintf("evt_%d", i), "acme")
+	}
+	opts := fastOptions(c, prefix, r, stream)
+	reg := prometheus.NewRegistry()
+	opts.Registerer = reg
+	d, _ := start(t, opts)
+
+	require.Eventually(t, func() bool { return len(s.delivered()) == 3 }, 5*time.Second, 10*time.Millisecond)
+	for _, got := range s.deliveries() {
+		require.Equal(t, "application/json", got.contentType)
+		require.Equal(t, expectedBody(got.eventID), string(got.body))
+		var doc map[string]any
+		require.NoError(t, json.Unmarshal(got.body, &doc))
+		require.Equal(t, got.eventID, doc["id"])
+		checkSignature(t, "sec-a", got)
+	}
+	require.Eventually(t, func() bool { return pendingCount(t, c, stream) == 0 }, 2*time.Second, 10*time.Millisecond)
+	require.Len(t, s.deliveries(), 3)
+	require.Equal(t, 3.0, counterValue(d.m.deliveries.WithLabelValues("success")))
+	require.Equal(t, 0, retryCount(t, c, prefix))
+
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
+	require.NoError(t, err)
+	require.Empty(t, problems)
+}
+
+func TestRetryThenSuccess(t *testing.T) {
+	c, prefix := testRedis(t)
+	streams := []string{prefix + "events:0", prefix + "events:1"} // two streams: the pipelined read
+	s := newSink(t, "sec")
+	s.set(func(id string, try int) int {
+		if try == 0 {
+			return http.StatusInternalServerError
+		}
+		return http.StatusOK
+	})
+	r := &orgs{m: map[string]Endpoint{"acme": {URL: s.srv.URL, Secret: "sec"}}}
+	addEvent(t, c, streams[0], "evt_a", "acme")
+	addEvent(t, c, streams[1], "evt_b", "acme")
+	d, _ := start(t, fastOptions(c, prefix, r, streams...))
+
+	require.Eventually(t, func() bool { return len(s.delivered()) == 2 }, 5*time.Second, 10*time.Millisecond)
+	byID := map[string][]delivery{}
+	for _, got := range s.deliveries() {
+		byID[got.eventID] = append(byID[got.eventID], got)
+		checkSignature(t, "sec", got)
+	}
+	for _, id := range []string{"evt_a", "evt_b"} {
+		require.Len(t, byID[id], 2, id)
+		require.Equal(t, http.StatusInternalServerError, byID[id][0].status)
+		require.Equal(t, byID[id][0].body, byID[id][1].body, "body must be identical on retry")
+		require.Equal(t, expectedBody(id), string(byID[id][1].body))
+	}
+	require.Eventually(t, func() bool {
+		return pendingCount(t, c, streams[0])+pendingCount(t, c, streams[1]) == 0 && retryCount(t, c, prefix) == 0
+	}, 2*time.Second, 10*time.Millisecond)
+	require.GreaterOrEqual(t, counterValue(d.m.deliveries.WithLabelValues("retry")), 1.0)
+}
+
+func TestTimeoutIsFailure(t *testing.T) {
+	c, prefix := testRedis(t)
+	stream := prefix + "events:0"
+	s := newSink(t, "sec")
+	s.delay = func(_ string, try int) time.Duration {
+		if try == 0 {
+			return 2 * time.Second
+		}
+		return 0
+	}
+	r := &orgs{m: map[string]Endpoint{"acme": {URL: s.srv.URL, Secret: "sec"}}}
+	addEvent(t, c, stream, "evt_slow", "acme")
+	opts := fastOptions(c, prefix, r, stream)
+	opts.Timeout = 200 * time.Millisecond
+	d, _ := start(t, opts)
+
+	require.Eventually(t, func() bool { return s.delivered()["evt_slow"] && len(s.deliveries()) == 2 }, 5*time.Second, 10*time.Millisecond)
+	require.Equal(t, 1.0, counterValue(d.m.deliveries.WithLabelValues("retry")))
+	require.Equal(t, 1.0, counterValue(d.m.deliveries.WithLabelValues("success")))
+}
+
+func TestRestartDeliversEverything(t *testing.T) {
+	c, prefix := testRedis(t)
+	stream := prefix + "events:0"
+	s := newSink(t, "sec")
+	s.set(func(string, int) int { return http.StatusServiceUnavailable }) // endpoint down
+	r := &orgs{m: map[string]Endpoint{"acme": {URL: s.srv.URL, Secret: "sec"}}}
+	want := map[string]bool{}
+	for i := range 20 {
+		id := fmt.Sprintf("evt_%02d", i)
+		want[id] = true
+		addEvent(t, c, stream, id, "acme")
+	}
+	// A consumer that read three entries and died before acknowledging them.
+	ctx := context.Background()
+	require.NoError(t, c.XGroupCreateMkStream(ctx, stream, "webhook", "0").Err())
+	for i := range 3 {
+		id := fmt.Sprintf("evt_crashed_%d", i)
+		want[id] = true
+		addEvent(t, c, stream, id, "acme")
+	}
+	_, err := c.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "webhook", Consumer: "crashed", Streams: []string{stream, ">"}, Block: -1}).Result()
+	require.NoError(t, err)
+
+	opts := fastOptions(c, prefix, r, stream)
+	opts.ClaimIdle = 300 * time.Millisecond
+	_, stop := start(t, opts)
+	require.Eventually(t, func() bool { return len(s.deliveries()) >= 20 }, 5*time.Second, 10*time.Millisecond)
+	stop()
+	require.Empty(t, s.delivered())
+
+	// While stopped, more events arrive and the endpoint comes back.
+	for i := range 5 {
+		id := fmt.Sprintf("evt_late_%d", i)
+		want[id] = true
+		addEvent(t, c, stream, id, "acme")
+	}
+	s.set(func(string, int) int { return http.StatusOK })
+	opts.Consumer = "c2" // a new process, a new name
+	opts.Registerer = prometheus.NewRegistry()
+	start(t, opts)
+
+	require.Eventually(t, func() bool { return len(s.delivered()) == len(want) }, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, want, s.delivered())
+	for _, got := range s.deliveries() {
+		checkSignature(t, "sec", got)
+		require.Equal(t, expectedBody(got.eventID), string(got.body))
+	}
+	require.Eventually(t, func() bool { return pendingCount(t, c, stream) == 0 && retryCount(t, c, prefix) == 0 },
+		5*time.Second, 20*time.Millisecond)
+}
+
+func TestDeadLetterAndRedeliver(t *testing.T) {
+	c, prefix := testRedis(t)
+	stream := prefix + "events:0"
+	s := newSink(t, "sec")
+	s.set(func(string, int) int { return http.StatusInternalServerError })
+	r := &orgs{m: map[string]Endpoint{"acme": {URL: s.srv.URL, Secret: "sec"}}}
+	addEvent(t, c, stream, "evt_dead", "acme")
+	opts := fastOptions(c, prefix, r, stream)
+	opts.RetryFor = 300 * time.Millisecond
+	d, _ := start(t, opts)
+	ctx := context.Background()
+
+	var dl []DeadLetter
+	require.Eventually(t, func() bool {
+		var err error
+		dl, err = d.DeadLetters(ctx, 10)
+		require.NoError(t, err)
+		return len(dl) == 1
+	}, 5*time.Second, 10*time.Millisecond)
+	require.Equal(t, "evt_dead", dl[0].EventID)
+	require.Equal(t, "acme", dl[0].Org)
+	require.Equal(t, s.srv.URL, dl[0].URL)
+	require.Equal(t, expectedBody("evt_dead"), string(dl[0].Body))
+	require.GreaterOrEqual(t, dl[0].Attempts, 2)
+	require.Contains(t, dl[0].LastError, "500")
+	require.GreaterOrEqual(t, dl[0].DeadAt.Sub(dl[0].FirstAttemptAt), 300*time.Millisecond)
+	require.Eventually(t, func() bool { return pendingCount(t, c, stream) == 0 && retryCount(t, c, prefix) == 0 },
+		2*time.Second, 10*time.Millisecond)
+	attempts := len(s.deliveries())
+	require.Equal(t, dl[0].Attempts, attempts)
+
+	require.ErrorIs(t, d.Redeliver(ctx, "evt_nope"), ErrNotFound)
+	s.set(func(string, int) int { return http.StatusOK })
+	require.NoError(t, d.Redeliver(ctx, "evt_dead"))
+	require.Eventually(t, func() bool { return s.delivered()["evt_dead"] }, 5*time.Second, 10*time.Millisecond)
+	last := s.deliveries()[len(s.deliveries())-1]
+	require.Equal(t, expectedBody("evt_dead"), string(last.body))
+	checkSignature(t, "sec", last)
+	dl, err := d.DeadLetters(ctx, 10)
+	require.NoError(t, err)
+	require.Empty(t, dl)
+	require.Eventually(t, func() bool { return retryCount(t, c, prefix) == 0 }, 2*time.Second, 10*time.Millisecond)
+}
+
+func TestNoEndpointIsDeadLettered(t *testing.T) {
+	c, prefix := testRedis(t)
+	stream := prefix + "events:0"
+	r := &orgs{m: map[string]Endpoint{}}
+	addEvent(t, c, stream, "evt_orphan", "ghost")
+	d, _ := start(t, fastOptions(c, prefix, r, stream))
+	ctx := context.Background()
+
+	require.Eventually(t, func() bool {
+		dl, err := d.DeadLetters(ctx, 10)
+		require.NoError(t, err)
+		return len(dl) == 1 && dl[0].LastError == "no webhook configured" && dl[0].EventID == "evt_orphan"
+	}, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return pendingCount(t, c, stream) == 0 }, 2*time.Second, 10*time.Millisecond)
+	require.Equal(t, 1.0, counterValue(d.m.deliveries.WithLabelValues("no_endpoint")))
+	require.ErrorIs(t, d.Redeliver(ctx, "evt_orphan"), ErrNoEndpoint)
+
+	// Once the org has a webhook, the operator redelivers it.
+	s := newSink(t, "sec")
+	r.mu.Lock()
+	r.m["ghost"] = Endpoint{URL: s.srv.URL, Secret: "sec"}
+	r.mu.Unlock()
+	require.NoError(t, d.Redeliver(ctx, "evt_orphan"))
+	require.Eventually(t, func() bool { return s.delivered()["evt_orphan"] }, 5*time.Second, 10*time.Millisecond)
+}
+
+func TestFairness(t *testing.T) {
+	c, prefix := testRedis(t)
+	stream := prefix + "events:0"
+	dead := newSink(t, "x")
+	dead.delay = func(string, int) time.Duration { return 10 * time.Second } // never answers in time
+	live := newSink(t, "y")
+	r := &orgs{m: map[string]Endpoint{
+		"deadorg": {URL: dead.srv.URL, Secret: "x"},
+		"liveorg": {URL: live.srv.URL, Secret: "y"},
+	}}
+	for i := range 500 {
+		addEvent(t, c, stream, fmt.Sprintf("evt_dead_%d", i), "deadorg")
+	}
+	addEvent(t, c, stream, "evt_live", "liveorg")
+	opts := fastOptions(c, prefix, r, stream)
+	opts.Timeout = 500 * time.Millisecond
+	began := time.Now()
+	start(t, opts)
+
+	require.Eventually(t, func() bool { return live.delivered()["evt_live"] }, time.Second, 5*time.Millisecond)
+	t.Logf("live event delivered after %v", time.Since(began))
+	// The dead endpoint's circuit holds its retries back instead of hammering it.
+	time.Sleep(700 * time.Millisecond)
+	require.Less(t, len(dead.deliveries()), 30, "a dead endpoint must not be hammered")
+
+	// A second live event still goes straight through.
+	addEvent(t, c, stream, "evt_live2", "liveorg")
+	t0 := time.Now()
+	require.Eventually(t, func() bool { return live.delivered()["evt_live2"] }, time.Second, 5*time.Millisecond)
+	t.Logf("second live event delivered after %v", time.Since(t0))
+}
+
+func TestNewValidates(t *testing.T) {
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	defer c.Close()
+	r := &orgs{}
+	_, err := New(Options{Streams: []string{"s"}, Resolver: r})
+	require.ErrorContains(t, err, "Client")
+	_, err = New(Options{Client: c, Resolver: r})
+	require.ErrorContains(t, err, "Streams")
+	_, err = New(Options{Client: c, Streams: []string{"s"}})
+	require.ErrorContains(t, err, "Resolver")
+	_, err = New(Options{Client: c, Streams: []string{"s"}, Resolver: r, MinBackoff: time.Minute, MaxBackoff: time.Second})
+	require.ErrorContains(t, err, "MaxBackoff")
+	d, err := New(Options{Client: c, Streams: []string{"s"}, Resolver: r})
+	require.NoError(t, err)
+	require.Equal(t, "webhook", d.opts.Group)
+	require.NotEmpty(t, d.opts.Consumer)
+	require.Equal(t, 24*time.Hour, d.opts.RetryFor)
+}
+
+func BenchmarkDeliver(b *testing.B) {
+	c, prefix := testRedis(b)
+	stream := prefix + "events:0"
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer s.Close()
+	var mu sync.Mutex
+	delivered := 0
+	counting := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.Config.Handler.ServeHTTP(w, r)
+		mu.Lock()
+		delivered++
+		mu.Unlock()
+	})
+	sink := httptest.NewServer(counting)
+	defer sink.Close()
+	r := &orgs{m: map[string]Endpoint{"acme": {URL: sink.URL, Secret: "sec"}}}
+	opts := fastOptions(c, prefix, r, stream)
+	d, _ := start(b, opts)
+
+	ctx := context.Background()
+	b.ResetTimer()
+	p := c.Pipeline()
+	for i := range b.N {
+		p.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{
+			"id", "evt_" + strconv.Itoa(i), "type", "message.status", "org", "acme",
+			"data", `{"id":"msg_1","status":"delivered","client_ref":"","carrier_message_id":"abc"}`,
+			"at", "2025-01-02T03:04:05.123456789Z",
+		}})
+		if p.Len() == 500 {
+			_, _ = p.Exec(ctx)
+		}
+	}
+	_, _ = p.Exec(ctx)
+	for {
+		mu.Lock()
+		n := delivered
+		mu.Unlock()
+		if n >= b.N {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(counterValue(d.m.retries.WithLabelValues("deferred"))/float64(b.N), "deferred/op")
+}
+
+// counterValue reads a counter (prometheus/testutil would need a module not in go.mod).
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		panic(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+// hashTag returns the part of a key Redis Cluster hashes (its {tag} if any).
+func hashTag(key string) string {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			return key[i+1 : i+1+j]
+		}
+	}
+	return key
+}
+
+func TestKeysShareSlot(t *testing.T) {
+	k := keys{prefix: "smsgate:"}
+	ep := endpointID("http://127.0.0.1:9000/events")
+	require.Len(t, ep, 16)
+	// The claim script and remove touch these three keys together.
+	require.Equal(t, ep, hashTag(k.due(ep)))
+	require.Equal(t, ep, hashTag(k.first(ep)))
+	require.Equal(t, ep, hashTag(k.ev(ep)))
+	// Dead letters are written in one MULTI.
+	require.Equal(t, hashTag(k.dead()), hashTag(k.deadAt()))
+	require.NotEqual(t, ep, endpointID("http://127.0.0.1:9001/events"))
+}
+
+func TestRunTwiceAfterStop(t *testing.T) {
+	c, prefix := testRedis(t)
+	stream := prefix + "events:0"
+	s := newSink(t, "sec")
+	r := &orgs{m: map[string]Endpoint{"acme": {URL: s.srv.URL, Secret: "sec"}}}
+	d, err := New(fastOptions(c, prefix, r, stream))
+	require.NoError(t, err)
+	for round := range 2 {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- d.Run(ctx) }()
+		id := fmt.Sprintf("evt_round_%d", round)
+		addEvent(t, c, stream, id, "acme")
+		require.Eventually(t, func() bool { return s.delivered()[id] }, 5*time.Second, 10*time.Millisecond)
+		cancel()
+		require.NoError(t, <-done)
+	}
+}
+
+func TestDeadEndpointBacklogExpires(t *testing.T) {
+	c, prefix := testRedis(t)
+	stream := prefix + "events:0"
+	s := newSink(t, "sec")
+	s.set(func(string, int) int { return http.StatusBadGateway })
+	r := &orgs{m: map[string]Endpoint{"acme": {URL: s.srv.URL, Secret: "sec"}}}
+	const n = 60
+	for i := range n {
+		addEvent(t, c, stream, fmt.Sprintf("evt_%02d", i), "acme")
+	}
+	opts := fastOptions(c, prefix, r, stream)
+	opts.RetryFor = 400 * time.Millisecond
+	opts.MinBackoff, opts.MaxBackoff = 50*time.Millisecond, 200*time.Millisecond
+	d, _ := start(t, opts)
+	ctx := context.Background()
+
+	require.Eventually(t, func() bool {
+		dl, err := d.DeadLetters(ctx, 1000)
+		require.NoError(t, err)
+		return len(dl) == n
+	}, 5*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return pendingCount(t, c, stream) == 0 && retryCount(t, c, prefix) == 0 },
+		2*time.Second, 10*time.Millisecond)
+	// The circuit kept attempts far below one per event per backoff step.
+	require.Less(t, len(s.deliveries()), 2*n)
+	require.Equal(t, float64(n), counterValue(d.m.deliveries.WithLabelValues("dead")))
+}
+
+func TestStopLetsInFlightFinish(t *testing.T) {
+	c, prefix := testRedis(t)
+	stream := prefix + "events:0"
+	s := newSink(t, "sec")
+	s.delay = func(string, int) time.Duration { return 300 * time.Millisecond }
+	r := &orgs{m: map[string]Endpoint{"acme": {URL: s.srv.URL, Secret: "sec"}}}
+	addEvent(t, c, stream, "evt_inflight", "acme")
+	_, stop := start(t, fastOptions(c, prefix, r, stream))
+	require.Eventually(t, func() bool { return len(s.deliveries()) == 1 }, 5*time.Second, 5*time.Millisecond)
+	stop()
+	require.True(t, s.delivered()["evt_inflight"])
+	require.Equal(t, int64(0), pendingCount(t, c, stream), "a finished POST is acknowledged before Run returns")
+	require.Len(t, s.deliveries(), 1)
+}
