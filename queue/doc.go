@@ -1,0 +1,63 @@
+// Package queue keeps smsgate's outbound messages in Redis: one FIFO list per
+// sender number, scheduled by the number's next-allowed time, with leases,
+// retries, expiry, idempotency, receipts and the event stream that feeds the
+// webhook. Every operation is one Lua script (scripts/*.lua, embedded) that
+// touches the keys of one bucket only, so it runs on one Redis Cluster slot;
+// scripts take the time from Redis TIME so all daemons share one clock.
+//
+// # Buckets and ids
+//
+// A sender number belongs to bucket crc32(number) mod Buckets. Every key of a
+// bucket starts with "<prefix>{b<N>}:", the hash tag {b<N>} pinning the slot.
+// A message lives in its sender's bucket, and its id says which:
+// NewMessageID appends three base-32 characters naming the bucket to a
+// message.NewID, so Get needs nothing but the id.
+//
+// # Key layout (base = "<prefix>{b<N>}:")
+//
+//	base+"ready"            ZSET  sender number -> time (µs) it may send next; holds a sender
+//	                              iff it has queued messages and room in its in-flight window
+//	base+"inflight"         ZSET  message id -> lease expiry (µs)
+//	base+"q:"+from          LIST  queued message ids, FIFO (the leased one is popped; Retry,
+//	                              Requeue and Reap push it back to the head)
+//	base+"s:"+from          HASH  iv (µs per segment), nx (next-allowed µs), nf (in flight)
+//	base+"m:"+id            HASH  body (message JSON), st (status), att (attempts), exp (µs, 0 none),
+//	                              segs, org, ref (client_ref), from, dup ("1": possible duplicate),
+//	                              hist (history, JSON lines), cids (JSON array), ncid,
+//	                              r<seg> (receipt state per segment), dlv (delivered segments);
+//	                              expires Retention after it was sent or finished
+//	base+"idem:"+org+":"+key HASH h (request hash), r (response); TTL IdempotencyTTL
+//	base+"optout:"+from     SET   numbers that opted out of from
+//	base+"conv:"+from       SET   numbers with a started conversation (notice sent or texted first)
+//	base+"events"           STREAM id, type, org, data (JSON), at; MAXLEN ~ StreamMaxLen
+//	base+"evseq"            STRING event id counter
+//
+// Carrier message ids hash (crc32 mod Buckets) to their own tag {c<N>}:
+//
+//	<prefix>{c<N>}:cid:<cid>   STRING "msgID|segment"; TTL CarrierIDTTL
+//	<prefix>{c<N>}:held:<cid>  LIST   receipts that arrived before the ack; TTL 1h
+//
+// # Scheduling
+//
+// Claim takes the due senders of a bucket earliest first, drops expired
+// heads (status expired, with its event), leases the head and advances the
+// sender's next-allowed time by interval × segments (GCRA; a sender claimed
+// late may catch up by at most one interval, capped at 20 ms, so any one-second
+// window sees at most rate + 1 segments). With the default SenderWindow of 1
+// a sender leaves ready while its message is in flight and comes back on
+// Ack, Retry, Requeue, Fail or Reap: per-number order is strict across
+// daemons. A message whose lease expires (the daemon died) is put back by
+// any daemon's Reap and flagged as a possible duplicate.
+//
+// Idempotency keys live in the sender's bucket: the same key used with two
+// different sender numbers is not deduplicated.
+//
+// Events: every status change after queued (sent, delivered, undelivered,
+// failed, expired) appends a message.status entry to the bucket's stream in
+// the same script; AppendReceived appends message.received entries.
+// Event ids are "evt_<µs>_<bucket>_<seq>", unique per Redis dataset.
+//
+// Scripts start with "#!lua" so Redis 7 refuses any key outside the slot of
+// the declared key; the queue falls back to plain scripts on a server that
+// cannot parse the header (miniredis, see NewEmbedded).
+package queue

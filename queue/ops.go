@@ -1,0 +1,412 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/smsgate/smsgate/message"
+)
+
+// EnqueueRequest is one message to queue, with the checks to make atomically.
+type EnqueueRequest struct {
+	// Msg is the message (ID from NewMessageID, From, To, Segments, ExpiresAt…
+	// set by the caller; a zero ExpiresAt never expires).
+	Msg *message.Message
+	// Interval is the sender's time per segment (1/rate). It is stored for the
+	// sender, so a config reload changes rates without touching queued
+	// messages. Zero means no limit; negative keeps the stored interval.
+	Interval time.Duration
+	// MaxDepth refuses the message with ErrQueueFull when the sender already
+	// has that many messages waiting (0: no limit).
+	MaxDepth int
+	// IdempotencyKey (optional) with RequestHash and Response: a later
+	// Enqueue with the same key for the same org and SENDER NUMBER within
+	// Options.IdempotencyTTL returns Replayed and the stored Response when
+	// RequestHash matches, ErrIdempotencyConflict otherwise. The key lives in
+	// the sender's bucket (one slot per script), so the same key used from two
+	// different numbers is not deduplicated; requests from different numbers
+	// have different bodies anyway.
+	IdempotencyKey, RequestHash string
+	Response                    []byte
+	// Notice is queued just before Msg iff the conversation (From, To) never
+	// started (no earlier notice and no inbound message from To).
+	Notice *message.Message
+	// CheckOptOut refuses the message with ErrOptedOut if To opted out of From.
+	CheckOptOut bool
+}
+
+// EnqueueResult is the outcome of a successful Enqueue.
+type EnqueueResult struct {
+	Replayed     bool   // the idempotency key was seen with the same request
+	Response     []byte // the stored response when Replayed
+	NoticeQueued bool   // the sender-identification notice was queued first
+}
+
+// Enqueue stores and queues a message, atomically with its checks. Only a nil
+// error means the message is durably queued (or Replayed).
+func (q *Queue) Enqueue(ctx context.Context, r EnqueueRequest) (EnqueueResult, error) {
+	if r.Msg == nil {
+		return EnqueueResult{}, errors.New("queue: enqueue: nil message")
+	}
+	b := q.Bucket(r.Msg.From)
+	msgArgs, err := q.msgArgs(b, r.Msg)
+	if err != nil {
+		return EnqueueResult{}, err
+	}
+	noticeArgs := []any{"", "", 0, 0, ""}
+	if r.Notice != nil {
+		if r.Notice.From != r.Msg.From || r.Notice.To != r.Msg.To {
+			return EnqueueResult{}, errors.New("queue: enqueue: notice must have the message's from and to")
+		}
+		if noticeArgs, err = q.msgArgs(b, r.Notice); err != nil {
+			return EnqueueResult{}, err
+		}
+	}
+	interval := us(r.Interval)
+	if r.Interval < 0 {
+		interval = -1
+	}
+	args := []any{r.Msg.From, r.Msg.To, r.Msg.OrgID, r.IdempotencyKey, r.RequestHash, r.Response,
+		r.MaxDepth, interval, boolArg(r.CheckOptOut), q.opts.IdempotencyTTL.Milliseconds()}
+	args = append(append(args, msgArgs...), noticeArgs...)
+	res, err := q.run(ctx, scriptEnqueue, b, args...).Slice()
+	if err != nil {
+		return EnqueueResult{}, fmt.Errorf("queue: enqueue: %w", err)
+	}
+	switch res[0] {
+	case "ok":
+		out := EnqueueResult{NoticeQueued: res[1] == int64(1)}
+		if out.NoticeQueued {
+			q.m.enqueued.WithLabelValues(kindLabel(r.Notice.Kind)).Inc()
+		}
+		q.m.enqueued.WithLabelValues(kindLabel(r.Msg.Kind)).Inc()
+		return out, nil
+	case "replay":
+		s, _ := res[1].(string)
+		return EnqueueResult{Replayed: true, Response: []byte(s)}, nil
+	case "conflict":
+		return EnqueueResult{}, ErrIdempotencyConflict
+	case "optout":
+		return EnqueueResult{}, ErrOptedOut
+	case "full":
+		return EnqueueResult{}, ErrQueueFull
+	}
+	return EnqueueResult{}, fmt.Errorf("queue: enqueue: unexpected reply %v", res)
+}
+
+func (q *Queue) msgArgs(b int, m *message.Message) ([]any, error) {
+	if ib, ok := q.bucketOfID(m.ID); !ok || ib != b {
+		return nil, fmt.Errorf("queue: enqueue %q: %w", m.ID, ErrBadID)
+	}
+	body, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("queue: enqueue: %w", err)
+	}
+	var exp int64
+	if !m.ExpiresAt.IsZero() {
+		exp = m.ExpiresAt.UnixMicro()
+	}
+	return []any{m.ID, body, exp, m.Segments, m.ClientRef}, nil
+}
+
+func kindLabel(k message.Kind) string {
+	switch k {
+	case message.KindNotice, message.KindReply:
+		return string(k)
+	}
+	return string(message.KindUser)
+}
+
+func boolArg(v bool) string {
+	if v {
+		return "1"
+	}
+	return "0"
+}
+
+// Claimed is a leased message. Pass it back to Ack, Retry, Requeue, Fail or Renew.
+type Claimed struct {
+	Msg               message.Message
+	Attempt           int
+	PossibleDuplicate bool // an earlier attempt may have reached the carrier
+}
+
+// maxDropPerSender bounds the expired heads one claim drops for one sender.
+const maxDropPerSender = 100
+
+// Claim leases up to max messages, at most one per sender per call, from
+// senders whose next-allowed time has come, earliest first within a bucket.
+// One call costs two round trips: a probe counting every bucket's due
+// senders, then one pipeline of claim scripts. Buckets are served in turn
+// from a cursor that moves on with every call, each up to its due count, so
+// every due sender is reached within (due senders / max) calls.
+func (q *Queue) Claim(ctx context.Context, max int) ([]Claimed, error) {
+	if max <= 0 {
+		return nil, nil
+	}
+	start := time.Now()
+	defer func() { q.m.claimLatency.Observe(time.Since(start).Seconds()) }()
+
+	counts, err := q.dueCounts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var buckets, limits []int
+	q.mu.Lock()
+	left := max
+	for i := 0; i < q.opts.Buckets && left > 0; i++ {
+		b := (q.cursor + i) % q.opts.Buckets
+		if n := min(int(counts[b]), left); n > 0 {
+			buckets = append(buckets, b)
+			limits = append(limits, n)
+			left -= n
+		}
+	}
+	if len(buckets) > 0 {
+		q.cursor = (buckets[len(buckets)-1] + 1) % q.opts.Buckets
+	}
+	q.mu.Unlock()
+	if len(buckets) == 0 {
+		return nil, nil
+	}
+	out, err := q.claimBuckets(ctx, buckets, limits)
+	q.m.claimed.Add(float64(len(out)))
+	return out, err
+}
+
+// dueCounts counts each bucket's due senders. The bound is this host's
+// clock corrected by the offset to Redis's clock measured on the previous
+// call; a small error only shifts a sender to the next call, since the claim
+// script decides with Redis's own time.
+func (q *Queue) dueCounts(ctx context.Context) ([]int64, error) {
+	sent := time.Now()
+	bound := strconv.FormatInt(sent.UnixMicro()+q.offset.Load(), 10)
+	pipe := q.rdb.Pipeline()
+	tc := pipe.Time(ctx)
+	cmds := make([]*redis.IntCmd, q.opts.Buckets)
+	for b := range cmds {
+		cmds[b] = pipe.ZCount(ctx, q.base(b)+"ready", "-inf", bound)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("queue: claim probe: %w", err)
+	}
+	rtt := time.Since(sent)
+	q.offset.Store(tc.Val().UnixMicro() - sent.Add(rtt/2).UnixMicro())
+	counts := make([]int64, len(cmds))
+	for b, cmd := range cmds {
+		counts[b] = cmd.Val()
+	}
+	return counts, nil
+}
+
+// claimBuckets runs the claim script on each bucket with its limit in one
+// pipeline.
+func (q *Queue) claimBuckets(ctx context.Context, buckets, limits []int) ([]Claimed, error) {
+	lease := us(q.opts.Lease)
+	res := q.pipeScripts(ctx, scriptClaim, buckets, func(j int) []any {
+		return []any{limits[j], lease, maxDropPerSender}
+	})
+	var out []Claimed
+	var errs []error
+	for _, r := range res {
+		if r.err != nil {
+			errs = append(errs, r.err)
+			continue
+		}
+		got, expired, perr := parseClaim(r.val)
+		if perr != nil {
+			errs = append(errs, perr)
+			continue
+		}
+		q.m.expired.Add(float64(expired))
+		out = append(out, got...)
+	}
+	if len(errs) > 0 {
+		return out, fmt.Errorf("queue: claim: %w", errors.Join(errs...))
+	}
+	return out, nil
+}
+
+type scriptResult struct {
+	val any
+	err error
+}
+
+// pipeScripts runs script s on several buckets in one pipeline (EVALSHA),
+// falling back to a single Run (which loads the script) on NOSCRIPT.
+func (q *Queue) pipeScripts(ctx context.Context, s script, buckets []int, args func(j int) []any) []scriptResult {
+	pipe := q.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(buckets))
+	for j, b := range buckets {
+		cmds[j] = q.pick(s).EvalSha(ctx, pipe, []string{q.base(b) + "ready"}, q.argv(b, args(j))...)
+	}
+	_, _ = pipe.Exec(ctx)
+	out := make([]scriptResult, len(buckets))
+	for j, cmd := range cmds {
+		err := cmd.Err()
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			// Not loaded yet (or the server restarted): Run loads it.
+			cmd = q.run(ctx, s, buckets[j], args(j)...)
+			err = cmd.Err()
+		} else if err != nil && !errors.Is(err, redis.Nil) {
+			q.m.scriptErrors.WithLabelValues(s.name).Inc()
+		}
+		out[j] = scriptResult{val: cmd.Val(), err: err}
+	}
+	return out
+}
+
+func parseClaim(v any) ([]Claimed, int64, error) {
+	top, ok := v.([]any)
+	if !ok || len(top) != 2 {
+		return nil, 0, fmt.Errorf("unexpected claim reply %T", v)
+	}
+	expired, _ := top[1].(int64)
+	items, _ := top[0].([]any)
+	out := make([]Claimed, 0, len(items))
+	for _, it := range items {
+		f, ok := it.([]any)
+		if !ok || len(f) != 4 {
+			return out, expired, fmt.Errorf("unexpected claim item %v", it)
+		}
+		body, _ := f[1].(string)
+		var c Claimed
+		if err := json.Unmarshal([]byte(body), &c.Msg); err != nil {
+			return out, expired, fmt.Errorf("message %v: %w", f[0], err)
+		}
+		att, _ := f[2].(int64)
+		c.Attempt = int(att)
+		c.PossibleDuplicate = f[3] == "1"
+		out = append(out, c)
+	}
+	return out, expired, nil
+}
+
+// leaseOp runs a script that checks the lease of c and returns 1 or 0.
+func (q *Queue) leaseOp(ctx context.Context, name string, s script, c Claimed, args ...any) error {
+	b, ok := q.bucketOfID(c.Msg.ID)
+	if !ok {
+		return fmt.Errorf("queue: %s %q: %w", name, c.Msg.ID, ErrBadID)
+	}
+	n, err := q.run(ctx, s, b, append([]any{c.Msg.ID, c.Attempt}, args...)...).Int()
+	if err != nil {
+		return fmt.Errorf("queue: %s: %w", name, err)
+	}
+	if n != 1 {
+		return fmt.Errorf("queue: %s %s attempt %d: %w", name, c.Msg.ID, c.Attempt, ErrLeaseLost)
+	}
+	return nil
+}
+
+// Ack records that every segment of c was accepted by the carrier (status
+// sent) with the carrier's message id of each segment, in order. It then
+// indexes the carrier ids for receipts and applies receipts that arrived
+// before the ack (see ApplyReceipt); a failure there is logged and counted,
+// not returned. ErrLeaseLost: the lease expired or the attempt is stale. carrierIDs should be normalized by the caller
+// (smpp.NormalizeID) so receipts find them.
+func (q *Queue) Ack(ctx context.Context, c Claimed, carrierIDs []string) error {
+	cids, err := json.Marshal(carrierIDs)
+	if err != nil {
+		return fmt.Errorf("queue: ack: %w", err)
+	}
+	if carrierIDs == nil {
+		cids = []byte("[]")
+	}
+	first := ""
+	if len(carrierIDs) > 0 {
+		first = carrierIDs[0]
+	}
+	if err := q.leaseOp(ctx, "ack", scriptAck, c, cids, first, len(carrierIDs)); err != nil {
+		return err
+	}
+	q.m.acked.Inc()
+	// The message is sent whatever happens now: a failure to index its
+	// carrier ids only loses its receipts, so it is logged, not returned
+	// (an error would make the caller send it again).
+	if err := q.indexCarrierIDs(ctx, c.Msg.ID, carrierIDs); err != nil {
+		q.m.scriptErrors.WithLabelValues("cid_index").Inc()
+		q.log.Warn("carrier ids not indexed; receipts for this message will be unmatched", "id", c.Msg.ID, "err", err)
+	}
+	return nil
+}
+
+// Retry puts c back at the head of its sender's list after a temporary error;
+// the sender sends nothing before delay has passed.
+func (q *Queue) Retry(ctx context.Context, c Claimed, delay time.Duration, e message.Error) error {
+	if err := q.leaseOp(ctx, "retry", scriptRetry, c, us(delay), e.Code, e.Message, "0"); err != nil {
+		return err
+	}
+	q.m.retried.Inc()
+	return nil
+}
+
+// Requeue puts c back at the head of its sender's list when the outcome of
+// its submission is unknown; it is flagged as a possible duplicate.
+func (q *Queue) Requeue(ctx context.Context, c Claimed) error {
+	if err := q.leaseOp(ctx, "requeue", scriptRetry, c, 0, "outcome_unknown",
+		"the carrier did not answer; the message will be sent again", "1"); err != nil {
+		return err
+	}
+	q.m.requeued.Inc()
+	return nil
+}
+
+// Fail ends c as failed with error e.
+func (q *Queue) Fail(ctx context.Context, c Claimed, e message.Error) error {
+	if err := q.leaseOp(ctx, "fail", scriptFail, c, e.Code, e.Message); err != nil {
+		return err
+	}
+	q.m.failed.Inc()
+	return nil
+}
+
+// Renew extends the lease of c to d from now.
+func (q *Queue) Renew(ctx context.Context, c Claimed, d time.Duration) error {
+	return q.leaseOp(ctx, "renew", scriptRenew, c, us(d))
+}
+
+// reapBatch bounds the leases one reap script returns per bucket.
+const reapBatch = 1000
+
+// Reap returns messages whose lease expired to the head of their sender's
+// list, flagged as possible duplicates. Any daemon may call it periodically.
+func (q *Queue) Reap(ctx context.Context) (int, error) {
+	buckets := make([]int, q.opts.Buckets)
+	for b := range buckets {
+		buckets[b] = b
+	}
+	total := 0
+	var errs []error
+	for _, r := range q.pipeScripts(ctx, scriptReap, buckets, func(int) []any { return []any{reapBatch} }) {
+		if r.err != nil {
+			errs = append(errs, r.err)
+			continue
+		}
+		n, _ := r.val.(int64)
+		total += int(n)
+	}
+	q.m.reaped.Add(float64(total))
+	if len(errs) > 0 {
+		return total, fmt.Errorf("queue: reap: %w", errors.Join(errs...))
+	}
+	return total, nil
+}
+
+// SetRate stores the sender's time per segment (1/rate; 0 = no limit).
+func (q *Queue) SetRate(ctx context.Context, from string, interval time.Duration) error {
+	if err := q.run(ctx, scriptSetRate, q.Bucket(from), from, us(interval)).Err(); err != nil {
+		return fmt.Errorf("queue: set rate: %w", err)
+	}
+	return nil
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}

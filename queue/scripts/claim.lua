@@ -1,0 +1,47 @@
+-- claim: ARGV[6] max senders, ARGV[7] lease us, ARGV[8] max expired heads dropped per sender
+-- Returns {{id, body, attempt, dup}...}, expired count.
+local now = now_us()
+local lease = tonumber(ARGV[7])
+local maxdrop = tonumber(ARGV[8])
+local out = {}
+local expired = 0
+local senders = redis.call('ZRANGEBYSCORE', base .. 'ready', '-inf', n2s(now), 'LIMIT', 0, tonumber(ARGV[6]))
+for _, from in ipairs(senders) do
+  local qkey = base .. 'q:' .. from
+  local skey = base .. 's:' .. from
+  local s = redis.call('HMGET', skey, 'iv', 'nx', 'nf')
+  local iv, nx, nf = tonumber(s[1] or 0), tonumber(s[2] or 0), tonumber(s[3] or 0)
+  local dropped = 0
+  while dropped < maxdrop do
+    local id = redis.call('LPOP', qkey)
+    if not id then break end
+    local mkey = base .. 'm:' .. id
+    local f = redis.call('HMGET', mkey, 'st', 'exp', 'segs', 'body', 'dup', 'org', 'ref', 'hist')
+    if f[1] ~= 'queued' then
+      dropped = dropped + 1 -- vanished or already final: not claimable
+    elseif tonumber(f[2]) > 0 and tonumber(f[2]) <= now then
+      finish(mkey, id, {org = f[6], ref = f[7], dup = f[5], hist = f[8]}, 'expired', now,
+        'expired', 'the validity period passed before the message could be sent', '')
+      expired = expired + 1
+      dropped = dropped + 1
+    else
+      local att = redis.call('HINCRBY', mkey, 'att', 1)
+      redis.call('ZADD', base .. 'inflight', n2s(now + lease), id)
+      -- GCRA: a sender claimed a little late (poll latency) may catch up by
+      -- at most one interval (20 ms at most), so the rate holds on average
+      -- while any 1 s window still sees at most rate + 1.
+      local slack = iv
+      if slack > 20000 then slack = 20000 end
+      if nx < now - slack then nx = now - slack end
+      local segs = tonumber(f[3]) or 1
+      if segs < 1 then segs = 1 end
+      nx = nx + iv * segs
+      nf = nf + 1
+      redis.call('HSET', skey, 'nx', n2s(nx), 'nf', nf)
+      out[#out + 1] = {id, f[4], att, f[5] or '0'}
+      break
+    end
+  end
+  resched(from, now, true, nf, nx)
+end
+return {out, expired}

@@ -1,0 +1,132 @@
+-- Shared prelude of every bucket script. Go prepends it to each script.
+-- KEYS[1] is a key of the bucket (declared so clients route by its slot).
+-- ARGV[1] base: "<prefix>{b<N>}:" (every key below starts with it)
+-- ARGV[2] bucket number, ARGV[3] events stream MAXLEN,
+-- ARGV[4] per-sender in-flight window, ARGV[5] retention of finished messages (ms)
+local base = ARGV[1]
+local bucket = ARGV[2]
+local maxlen = ARGV[3]
+local window = tonumber(ARGV[4])
+local retention = ARGV[5]
+
+-- n2s formats a number as an integer string: Lua's default conversion keeps
+-- only 14 significant digits, too few for microsecond timestamps.
+local function n2s(n)
+  return string.format('%.0f', n)
+end
+
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+-- rfc3339 formats microseconds since the epoch as RFC 3339 UTC.
+local function rfc3339(us)
+  local secs = math.floor(us / 1000000)
+  local frac = us - secs * 1000000
+  local days = math.floor(secs / 86400)
+  local rem = secs - days * 86400
+  local hh = math.floor(rem / 3600)
+  local mi = math.floor((rem - hh * 3600) / 60)
+  local ss = rem - hh * 3600 - mi * 60
+  -- civil_from_days (H. Hinnant)
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local y = yoe + era * 400
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp + 3
+  if mp >= 10 then m = mp - 9 end
+  if m <= 2 then y = y + 1 end
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%06dZ', y, m, d, hh, mi, ss, frac)
+end
+
+-- hist_add returns the message history prev (newline-separated JSON, or
+-- false) with one entry appended.
+local function hist_add(prev, status, now, code, msg)
+  local e = {s = status, t = n2s(now)}
+  if code and code ~= '' then
+    e.c = code
+    e.m = msg
+  end
+  local line = cjson.encode(e)
+  if prev and prev ~= '' then
+    return prev .. '\n' .. line
+  end
+  return line
+end
+
+-- emit appends one event to the bucket's stream.
+local function emit(now, typ, org, data)
+  local seq = redis.call('INCR', base .. 'evseq')
+  local id = 'evt_' .. n2s(now) .. '_' .. bucket .. '_' .. seq
+  redis.call('XADD', base .. 'events', 'MAXLEN', '~', maxlen, '*',
+    'id', id, 'type', typ, 'org', org, 'data', data, 'at', rfc3339(now))
+end
+
+-- finish sets status (sent or final) on message id, records it in the
+-- history, emits the message.status event and starts the retention TTL.
+-- m holds the fields of MF; extra are more field/value pairs to set.
+local function finish(mkey, id, m, status, now, code, msg, cid, extra)
+  local args = {'HSET', mkey, 'st', status, 'hist', hist_add(m.hist, status, now, code, msg)}
+  if extra then
+    for _, v in ipairs(extra) do args[#args + 1] = v end
+  end
+  redis.call(unpack(args))
+  local d = {id = id, status = status, client_ref = m.ref or '', carrier_message_id = cid or ''}
+  if code and code ~= '' then
+    d.error = {code = code, message = msg or ''}
+  end
+  if m.dup == '1' then
+    d.possible_duplicate = true
+  end
+  emit(now, 'message.status', m.org or '', cjson.encode(d))
+  redis.call('PEXPIRE', mkey, retention)
+end
+
+-- resched puts sender "from" into ready iff it has queued messages and room
+-- in its in-flight window. force re-scores it (its next-allowed time moved);
+-- otherwise a sender already waiting keeps its place. nf and nx are the
+-- sender's in-flight count and next-allowed time when the caller knows them.
+local function resched(from, now, force, nf, nx)
+  if nf == nil then
+    local f = redis.call('HMGET', base .. 's:' .. from, 'nf', 'nx')
+    nf = tonumber(f[1] or 0)
+    nx = tonumber(f[2] or 0)
+  end
+  if nf < window and redis.call('LLEN', base .. 'q:' .. from) > 0 then
+    if nx < now then nx = now end
+    if force then
+      redis.call('ZADD', base .. 'ready', n2s(nx), from)
+    else
+      redis.call('ZADD', base .. 'ready', 'NX', n2s(nx), from)
+    end
+  else
+    redis.call('ZREM', base .. 'ready', from)
+  end
+end
+
+-- lease_check returns the message's fields {att, from, org, ref, dup, hist}
+-- when id is in flight with this attempt, else nil.
+local function lease_check(mkey, id, attempt)
+  if not redis.call('ZSCORE', base .. 'inflight', id) then return nil end
+  local f = redis.call('HMGET', mkey, 'att', 'from', 'org', 'ref', 'dup', 'hist')
+  if not f[1] or tonumber(f[1]) ~= tonumber(attempt) or not f[2] then return nil end
+  return {from = f[2], org = f[3], ref = f[4], dup = f[5], hist = f[6]}
+end
+
+-- release ends the lease of message id; returns the sender's in-flight
+-- count and next-allowed time for resched.
+local function release(id, from)
+  redis.call('ZREM', base .. 'inflight', id)
+  local skey = base .. 's:' .. from
+  local nf = redis.call('HINCRBY', skey, 'nf', -1)
+  if nf < 0 then
+    redis.call('HSET', skey, 'nf', 0)
+    nf = 0
+  end
+  return nf, tonumber(redis.call('HGET', skey, 'nx') or 0)
+end

@@ -1,0 +1,59 @@
+-- enqueue: ARGV[6] from, [7] to, [8] org, [9] idempotency key ("" none),
+-- [10] request hash, [11] response, [12] max depth (0 none), [13] interval us (<0 keep),
+-- [14] check opt-out "1", [15] idempotency TTL ms,
+-- [16..20] message: id, body, expires us (0 none), segments, client_ref,
+-- [21..25] notice: same ("" id: no notice)
+local from, to, org = ARGV[6], ARGV[7], ARGV[8]
+local idem = ''
+if ARGV[9] ~= '' then
+  idem = base .. 'idem:' .. org .. ':' .. ARGV[9]
+  local v = redis.call('HMGET', idem, 'h', 'r')
+  if v[1] then
+    if v[1] == ARGV[10] then return {'replay', v[2] or ''} end
+    return {'conflict'}
+  end
+end
+if ARGV[14] == '1' and redis.call('SISMEMBER', base .. 'optout:' .. from, to) == 1 then
+  return {'optout'}
+end
+local qkey = base .. 'q:' .. from
+local skey = base .. 's:' .. from
+local notice = false
+if ARGV[21] ~= '' and redis.call('SISMEMBER', base .. 'conv:' .. from, to) == 0 then
+  notice = true
+end
+local n = 1
+if notice then n = 2 end
+local maxdepth = tonumber(ARGV[12])
+if maxdepth > 0 and redis.call('LLEN', qkey) + n > maxdepth then
+  return {'full'}
+end
+for _, i in ipairs({16, 21}) do
+  if ARGV[i] ~= '' and redis.call('EXISTS', base .. 'm:' .. ARGV[i]) == 1 then
+    return redis.error_reply('ERR message id ' .. ARGV[i] .. ' exists')
+  end
+end
+local now = now_us()
+local function store(i)
+  local id = ARGV[i]
+  local mkey = base .. 'm:' .. id
+  redis.call('HSET', mkey, 'body', ARGV[i + 1], 'st', 'queued', 'att', 0, 'exp', ARGV[i + 2],
+    'segs', ARGV[i + 3], 'ref', ARGV[i + 4], 'org', org, 'from', from,
+    'hist', hist_add(false, 'queued', now, nil, nil))
+  redis.call('RPUSH', qkey, id)
+end
+if notice then
+  redis.call('SADD', base .. 'conv:' .. from, to)
+  store(21)
+end
+store(16)
+if tonumber(ARGV[13]) >= 0 then
+  redis.call('HSET', skey, 'iv', ARGV[13])
+end
+resched(from, now, false)
+if idem ~= '' then
+  redis.call('HSET', idem, 'h', ARGV[10], 'r', ARGV[11])
+  redis.call('PEXPIRE', idem, ARGV[15])
+end
+if notice then return {'ok', 1} end
+return {'ok', 0}

@@ -1,0 +1,10 @@
+-- fail: ARGV[6] id, [7] attempt, [8] error code, [9] error message
+local id = ARGV[6]
+local mkey = base .. 'm:' .. id
+local m = lease_check(mkey, id, ARGV[7])
+if not m then return 0 end
+local now = now_us()
+local nf, nx = release(id, m.from)
+finish(mkey, id, m, 'failed', now, ARGV[8], ARGV[9], '')
+resched(m.from, now, false, nf, nx)
+return 1

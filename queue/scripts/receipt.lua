@@ -1,0 +1,22 @@
+-- receipt: ARGV[6] id, [7] segment, [8] state (delivered|undelivered), [9] error code,
+-- [10] error message, [11] carrier id. Returns {recorded 0|1, status}.
+local id = ARGV[6]
+local mkey = base .. 'm:' .. id
+local f = redis.call('HMGET', mkey, 'st', 'ncid', 'org', 'ref', 'dup', 'hist')
+local st = f[1]
+if not st then return {-1, ''} end
+local m = {org = f[3], ref = f[4], dup = f[5], hist = f[6]}
+local field = 'r' .. ARGV[7]
+if redis.call('HSETNX', mkey, field, ARGV[8]) == 0 then return {0, st} end
+if st ~= 'sent' then return {1, st} end
+local now = now_us()
+if ARGV[8] == 'undelivered' then
+  finish(mkey, id, m, 'undelivered', now, ARGV[9], ARGV[10], ARGV[11])
+  return {1, 'undelivered'}
+end
+local n = redis.call('HINCRBY', mkey, 'dlv', 1)
+if n >= (tonumber(f[2] or 1) or 1) then
+  finish(mkey, id, m, 'delivered', now, nil, nil, ARGV[11])
+  return {1, 'delivered'}
+end
+return {1, st}

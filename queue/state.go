@@ -1,0 +1,267 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/smsgate/smsgate/message"
+)
+
+// OptOut records that number to opted out of messages from number from.
+func (q *Queue) OptOut(ctx context.Context, from, to string) error {
+	if err := q.rdb.SAdd(ctx, q.base(q.Bucket(from))+"optout:"+from, to).Err(); err != nil {
+		return fmt.Errorf("queue: opt out: %w", err)
+	}
+	return nil
+}
+
+// OptIn lifts an opt-out of to from from.
+func (q *Queue) OptIn(ctx context.Context, from, to string) error {
+	if err := q.rdb.SRem(ctx, q.base(q.Bucket(from))+"optout:"+from, to).Err(); err != nil {
+		return fmt.Errorf("queue: opt in: %w", err)
+	}
+	return nil
+}
+
+// IsOptedOut reports whether to opted out of messages from from.
+func (q *Queue) IsOptedOut(ctx context.Context, from, to string) (bool, error) {
+	ok, err := q.rdb.SIsMember(ctx, q.base(q.Bucket(from))+"optout:"+from, to).Result()
+	if err != nil {
+		return false, fmt.Errorf("queue: opted out: %w", err)
+	}
+	return ok, nil
+}
+
+// OptOuts lists the numbers that opted out of from.
+func (q *Queue) OptOuts(ctx context.Context, from string) ([]string, error) {
+	s, err := q.rdb.SMembers(ctx, q.base(q.Bucket(from))+"optout:"+from).Result()
+	if err != nil {
+		return nil, fmt.Errorf("queue: opt-outs: %w", err)
+	}
+	return s, nil
+}
+
+// MarkInbound records that external texted orgNumber, so the conversation
+// needs no sender-identification notice.
+func (q *Queue) MarkInbound(ctx context.Context, orgNumber, external string) error {
+	if err := q.rdb.SAdd(ctx, q.base(q.Bucket(orgNumber))+"conv:"+orgNumber, external).Err(); err != nil {
+		return fmt.Errorf("queue: mark inbound: %w", err)
+	}
+	return nil
+}
+
+// AppendReceived durably stores an inbound message (MO) as a message.received
+// event in the stream of the org number's (d.To) bucket, and marks the
+// conversation (d.To, d.From) as started by the external party. Answer the
+// carrier only after it returned nil.
+func (q *Queue) AppendReceived(ctx context.Context, org string, d message.ReceivedData) error {
+	data, err := json.Marshal(d)
+	if err != nil {
+		return fmt.Errorf("queue: append received: %w", err)
+	}
+	if err := q.run(ctx, scriptReceived, q.Bucket(d.To), d.To, d.From, org, data).Err(); err != nil {
+		return fmt.Errorf("queue: append received: %w", err)
+	}
+	return nil
+}
+
+// Record is a message as stored, with its status and history.
+type Record struct {
+	Msg               message.Message
+	Status            message.Status
+	History           []message.HistoryEntry
+	CarrierMessageIDs []string
+	Attempts          int
+	PossibleDuplicate bool
+}
+
+// Get returns the stored message id (ErrNotFound when unknown or expired).
+func (q *Queue) Get(ctx context.Context, id string) (*Record, error) {
+	b, ok := q.bucketOfID(id)
+	if !ok {
+		return nil, fmt.Errorf("queue: get %q: %w", id, ErrNotFound)
+	}
+	h, err := q.rdb.HGetAll(ctx, q.base(b)+"m:"+id).Result()
+	if err != nil {
+		return nil, fmt.Errorf("queue: get: %w", err)
+	}
+	if len(h) == 0 {
+		return nil, fmt.Errorf("queue: get %q: %w", id, ErrNotFound)
+	}
+	r := &Record{Status: message.Status(h["st"]), Attempts: atoi(h["att"]), PossibleDuplicate: h["dup"] == "1"}
+	if err := json.Unmarshal([]byte(h["body"]), &r.Msg); err != nil {
+		return nil, fmt.Errorf("queue: get %q: %w", id, err)
+	}
+	if c := h["cids"]; c != "" {
+		if err := json.Unmarshal([]byte(c), &r.CarrierMessageIDs); err != nil {
+			return nil, fmt.Errorf("queue: get %q: carrier ids: %w", id, err)
+		}
+	}
+	for _, line := range strings.Split(h["hist"], "\n") {
+		if line == "" {
+			continue
+		}
+		var e struct {
+			S string `json:"s"`
+			T string `json:"t"`
+			C string `json:"c"`
+			M string `json:"m"`
+		}
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			return nil, fmt.Errorf("queue: get %q: history: %w", id, err)
+		}
+		t, _ := strconv.ParseInt(e.T, 10, 64)
+		he := message.HistoryEntry{Status: message.Status(e.S), At: time.UnixMicro(t).UTC()}
+		if e.C != "" {
+			he.Error = &message.Error{Code: e.C, Message: e.M}
+		}
+		r.History = append(r.History, he)
+	}
+	return r, nil
+}
+
+// holdTTL is how long a receipt that arrived before its submit_sm_resp waits.
+const holdTTL = time.Hour
+
+// Receipt is a delivery receipt for one carrier message id (one segment).
+type Receipt struct {
+	CarrierID string         // normalized carrier message id
+	State     message.Status // StatusDelivered or StatusUndelivered
+	Err       *message.Error // why, when undelivered
+}
+
+// ReceiptResult says what a receipt did.
+type ReceiptResult struct {
+	Held      bool           // carrier id not known yet: held until the ack indexes it
+	MessageID string         // the message the carrier id belongs to
+	Segment   int            // its segment (0-based)
+	Recorded  bool           // first receipt for this segment
+	Status    message.Status // the message's status afterwards
+}
+
+// ApplyReceipt applies a delivery receipt: a message becomes delivered when
+// every segment is, undelivered (once) when any segment is not, each with a
+// message.status event. A receipt for a carrier id no ack has indexed yet is
+// held (atomically with the lookup) and applied by that Ack.
+func (q *Queue) ApplyReceipt(ctx context.Context, r Receipt) (ReceiptResult, error) {
+	if r.State != message.StatusDelivered && r.State != message.StatusUndelivered {
+		return ReceiptResult{}, fmt.Errorf("queue: receipt: state %q", r.State)
+	}
+	raw, err := json.Marshal(r)
+	if err != nil {
+		return ReceiptResult{}, fmt.Errorf("queue: receipt: %w", err)
+	}
+	index, held := q.cidKeys(r.CarrierID)
+	v, err := q.runScript(ctx, scriptCIDResolve, []string{index, held}, raw, holdTTL.Milliseconds()).Text()
+	if errors.Is(err, redis.Nil) {
+		return ReceiptResult{Held: true}, nil
+	}
+	if err != nil {
+		return ReceiptResult{}, fmt.Errorf("queue: receipt: %w", err)
+	}
+	id, seg, ok := parseCIDValue(v)
+	if !ok {
+		return ReceiptResult{}, fmt.Errorf("queue: receipt: bad index value %q", v)
+	}
+	return q.applyReceipt(ctx, id, seg, r)
+}
+
+func (q *Queue) applyReceipt(ctx context.Context, id string, seg int, r Receipt) (ReceiptResult, error) {
+	out := ReceiptResult{MessageID: id, Segment: seg}
+	b, ok := q.bucketOfID(id)
+	if !ok {
+		return out, fmt.Errorf("queue: receipt %q: %w", id, ErrBadID)
+	}
+	var code, msg string
+	if r.Err != nil {
+		code, msg = r.Err.Code, r.Err.Message
+	}
+	res, err := q.run(ctx, scriptReceipt, b, id, seg, string(r.State), code, msg, r.CarrierID).Slice()
+	if err != nil {
+		return out, fmt.Errorf("queue: receipt: %w", err)
+	}
+	if n, _ := res[0].(int64); n < 0 {
+		return out, fmt.Errorf("queue: receipt %q: %w", id, ErrNotFound)
+	} else {
+		out.Recorded = n == 1
+	}
+	st, _ := res[1].(string)
+	out.Status = message.Status(st)
+	return out, nil
+}
+
+// LookupCarrierID returns the message and segment of a carrier message id.
+func (q *Queue) LookupCarrierID(ctx context.Context, cid string) (msgID string, segment int, ok bool, err error) {
+	index, _ := q.cidKeys(cid)
+	v, err := q.rdb.Get(ctx, index).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", 0, false, nil
+	}
+	if err != nil {
+		return "", 0, false, fmt.Errorf("queue: lookup carrier id: %w", err)
+	}
+	msgID, segment, ok = parseCIDValue(v)
+	return msgID, segment, ok, nil
+}
+
+func parseCIDValue(v string) (string, int, bool) {
+	i := strings.LastIndexByte(v, '|')
+	if i < 0 {
+		return "", 0, false
+	}
+	seg, err := strconv.Atoi(v[i+1:])
+	return v[:i], seg, err == nil && seg >= 0
+}
+
+// indexCarrierIDs maps each carrier id to (id, segment) and applies the
+// receipts held for them.
+func (q *Queue) indexCarrierIDs(ctx context.Context, id string, cids []string) error {
+	if len(cids) == 0 {
+		return nil
+	}
+	pipe := q.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(cids))
+	for i, cid := range cids {
+		index, held := q.cidKeys(cid)
+		cmds[i] = q.pick(scriptCIDSet).EvalSha(ctx, pipe, []string{index, held}, id+"|"+strconv.Itoa(i), q.opts.CarrierIDTTL.Milliseconds())
+	}
+	_, _ = pipe.Exec(ctx)
+	var errs []error
+	for i, cmd := range cmds {
+		if cmd.Err() != nil && redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+			index, held := q.cidKeys(cids[i])
+			cmd = q.runScript(ctx, scriptCIDSet, []string{index, held}, id+"|"+strconv.Itoa(i), q.opts.CarrierIDTTL.Milliseconds())
+		}
+		held, err := cmd.StringSlice()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, h := range held {
+			var r Receipt
+			if err := json.Unmarshal([]byte(h), &r); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if _, err := q.applyReceipt(ctx, id, i, r); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Ping checks that Redis answers (for readiness).
+func (q *Queue) Ping(ctx context.Context) error {
+	if err := q.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("queue: ping: %w", err)
+	}
+	return nil
+}
