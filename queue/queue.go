@@ -70,6 +70,11 @@ type Options struct {
 	StreamMaxLen int
 	// IdempotencyTTL is how long an idempotency key is remembered (default 24h).
 	IdempotencyTTL time.Duration
+	// NormalizeID maps a carrier message id to the form under which it is
+	// indexed and looked up, so the forms a carrier uses in submit_sm_resp and
+	// in receipts match (smpp.NormalizeID). Ids are stored and shown as the
+	// carrier sent them. Nil: ids are used as they are.
+	NormalizeID func(string) string
 	// Logger receives the queue's logs (nil: discarded).
 	Logger *slog.Logger
 	// Registerer receives the smsgate_queue_* metrics (nil: a fresh registry).
@@ -241,6 +246,9 @@ func (q *Queue) base(b int) string { return fmt.Sprintf("%s{b%d}:", q.opts.Prefi
 
 // cidKeys returns the index key and the held-receipts key of a carrier id.
 func (q *Queue) cidKeys(cid string) (index, held string) {
+	if q.opts.NormalizeID != nil {
+		cid = q.opts.NormalizeID(cid)
+	}
 	c := crc32.ChecksumIEEE([]byte(cid)) % uint32(q.opts.Buckets)
 	p := fmt.Sprintf("%s{c%d}:", q.opts.Prefix, c)
 	return p + "cid:" + cid, p + "held:" + cid

@@ -1,0 +1,423 @@
+// Package app is the one place where smsgate's components meet: it builds
+// them from the configuration in dependency order, registers each teardown
+// as it goes, reloads the configuration atomically and stops in reverse.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/smsgate/smsgate/api"
+	"github.com/smsgate/smsgate/compliance"
+	"github.com/smsgate/smsgate/config"
+	"github.com/smsgate/smsgate/queue"
+	"github.com/smsgate/smsgate/router"
+	"github.com/smsgate/smsgate/smpp"
+	"github.com/smsgate/smsgate/testharness"
+	"github.com/smsgate/smsgate/webhook"
+)
+
+// Options configure a daemon.
+type Options struct {
+	// ConfigPath is the TOML file; reloads read it again.
+	ConfigPath string
+	// Logger overrides the logger the configuration describes (tests).
+	Logger *slog.Logger
+	// LogOutput is where the configured logger writes; default stderr.
+	LogOutput io.Writer
+	// Registry collects every component's metrics; default a new registry.
+	Registry *prometheus.Registry
+}
+
+// state is everything a configuration determines that is swapped as one.
+type state struct {
+	cfg   *config.Config
+	rules *compliance.Rules
+}
+
+// App is a running daemon.
+type App struct {
+	opts     Options
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	state    atomic.Pointer[state]
+	rdb      redis.UniversalClient
+	queue    *queue.Queue
+	sim      *testharness.Simulator
+	api      *api.Server
+	metricsL net.Listener
+	metricsS *http.Server
+	dispatch *router.Dispatcher
+	hooks    *webhook.Dispatcher
+	in       *inbound
+
+	poolsMu sync.Mutex
+	pools   map[string]*smpp.Pool
+
+	reloadMu sync.Mutex
+	reloadOK prometheus.Gauge
+	reloadTS prometheus.Gauge
+
+	// teardown runs in reverse order of registration on Stop.
+	teardown []func(ctx context.Context) error
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+// loadState reads and validates the configuration and its screening rules.
+func loadState(path string) (*state, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	rules := compliance.DefaultRules()
+	if cfg.Screening.Rules != "" {
+		if rules, err = compliance.LoadRules(cfg.Screening.Rules); err != nil {
+			return nil, fmt.Errorf("screening.rules: %w", err)
+		}
+	}
+	return &state{cfg: cfg, rules: rules}, nil
+}
+
+// CheckConfig validates a configuration file and its screening rules the way
+// the daemon would at start, without starting anything.
+func CheckConfig(path string) (*config.Config, error) {
+	st, err := loadState(path)
+	if err != nil {
+		return nil, err
+	}
+	return st.cfg, nil
+}
+
+// New builds every component from the configuration file and binds the
+// listeners; Start runs them.
+func New(opts Options) (_ *App, err error) {
+	st, err := loadState(opts.ConfigPath)
+	if err != nil {
+		return nil, err
+	}
+	cfg := st.cfg
+	log := opts.Logger
+	if log == nil {
+		log = newLogger(cfg.Log, opts.LogOutput)
+	}
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	a := &App{opts: opts, log: log, reg: reg, pools: make(map[string]*smpp.Pool)}
+	a.state.Store(st)
+	defer func() {
+		if err != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = a.runTeardown(ctx)
+		}
+	}()
+
+	f := promauto.With(reg)
+	a.reloadOK = f.NewGauge(prometheus.GaugeOpts{
+		Name: "smsgate_config_last_reload_successful",
+		Help: "Whether the last configuration reload succeeded (1) or failed and changed nothing (0).",
+	})
+	a.reloadTS = f.NewGauge(prometheus.GaugeOpts{
+		Name: "smsgate_config_last_reload_success_timestamp_seconds",
+		Help: "Unix time of the last successful configuration load.",
+	})
+	a.reloadOK.Set(1)
+	a.reloadTS.SetToCurrentTime()
+
+	// Store.
+	if cfg.Redis.Embedded() {
+		log.Warn("no [redis] addr configured: using the embedded in-process store; it is for development only and keeps nothing across restarts")
+		client, stop, err := queue.NewEmbedded()
+		if err != nil {
+			return nil, fmt.Errorf("start embedded store: %w", err)
+		}
+		a.rdb = client
+		a.onStop(func(context.Context) error { stop(); return nil })
+	} else {
+		a.rdb = newRedis(cfg.Redis)
+		a.onStop(func(context.Context) error { return a.rdb.Close() })
+	}
+
+	// Embedded SMSC simulator for development (make run).
+	if cfg.Simulator.Enabled {
+		sim, err := testharness.NewSimulator(testharness.SimOptions{
+			Addr:         cfg.Simulator.Listen,
+			SystemID:     cfg.Simulator.SystemID,
+			Password:     cfg.Simulator.Password,
+			ReceiptDelay: cfg.Simulator.ReceiptDelay,
+			Logger:       log.With("component", "simulator"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("start embedded simulator on %s: %w", cfg.Simulator.Listen, err)
+		}
+		a.sim = sim
+		log.Warn("embedded SMSC simulator enabled: messages go to a simulated carrier, not a real one", "listen", sim.Addr())
+		a.onStop(func(context.Context) error { return sim.Close() })
+	}
+
+	a.queue, err = queue.New(queue.Options{
+		Client:      a.rdb,
+		Prefix:      cfg.Redis.KeyPrefix,
+		Buckets:     cfg.Queue.Buckets,
+		Lease:       cfg.Queue.Lease,
+		NormalizeID: smpp.NormalizeID,
+		Logger:      log.With("component", "queue"),
+		Registerer:  reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+
+	// Carriers.
+	a.in = &inbound{app: a, log: log.With("component", "inbound"), metrics: newInboundMetrics(reg)}
+	for _, c := range cfg.Carriers {
+		p, err := smpp.NewPool(smpp.PoolOptions{
+			Carrier:    c,
+			Handler:    a.in,
+			Logger:     log,
+			Registerer: reg,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("carrier %q: %w", c.Name, err)
+		}
+		a.pools[c.Name] = p
+	}
+	a.onStop(a.closePools)
+
+	a.dispatch, err = router.NewDispatcher(router.DispatcherOptions{
+		Queue:           a.queue,
+		Plan:            a.plan(cfg),
+		Lease:           cfg.Queue.Lease,
+		RetryBackoff:    cfg.Queue.RetryBackoff,
+		MaxRetryBackoff: cfg.Queue.MaxRetryBackoff,
+		Workers:         workersFor(cfg),
+		DrainTimeout:    cfg.Shutdown.Grace / 2,
+		Logger:          log,
+		Registerer:      reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	a.hooks, err = webhook.New(webhook.Options{
+		Client:     a.rdb,
+		Prefix:     cfg.Redis.KeyPrefix,
+		Streams:    a.queue.EventStreams(),
+		Resolver:   resolver{app: a},
+		Timeout:    cfg.Webhook.Timeout,
+		RetryFor:   cfg.Webhook.RetryFor,
+		MinBackoff: cfg.Webhook.MinBackoff,
+		MaxBackoff: cfg.Webhook.MaxBackoff,
+		Workers:    cfg.Webhook.Workers,
+		Logger:     log.With("component", "webhook"),
+		Registerer: reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("webhook: %w", err)
+	}
+
+	a.api, err = api.New(api.Options{
+		State:       api.NewState(cfg, st.rules),
+		Queue:       a.queue,
+		Ready:       a.ready,
+		Reload:      a.Reload,
+		DeadLetters: deadLetters{hooks: a.hooks},
+		DevSink:     cfg.Simulator.Enabled,
+		Logger:      log.With("component", "api"),
+		Registerer:  reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+
+	a.metricsL, err = net.Listen("tcp", cfg.Metrics.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("metrics listener %s: %w", cfg.Metrics.Listen, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	a.metricsS = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return a, nil
+}
+
+// workersFor sizes the dispatcher: enough submissions in progress to fill
+// every bind's window twice over (a transmitter+receiver pair counts once).
+func workersFor(cfg *config.Config) int {
+	n := 0
+	for _, c := range cfg.Carriers {
+		for _, b := range c.Binds {
+			n += b.Window
+		}
+	}
+	return max(2*n, 16)
+}
+
+func (a *App) onStop(f func(ctx context.Context) error) { a.teardown = append(a.teardown, f) }
+
+func (a *App) runTeardown(ctx context.Context) error {
+	var errs []error
+	for i := len(a.teardown) - 1; i >= 0; i-- {
+		if err := a.teardown[i](ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	a.teardown = nil
+	return errors.Join(errs...)
+}
+
+// APIAddr is the submission API's bound address.
+func (a *App) APIAddr() string { return a.api.Addr() }
+
+// MetricsAddr is the metrics listener's bound address.
+func (a *App) MetricsAddr() string { return a.metricsL.Addr().String() }
+
+// Simulator is the embedded simulator, or nil when it is not enabled.
+func (a *App) Simulator() *testharness.Simulator { return a.sim }
+
+// Start runs every component in the background.
+func (a *App) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	dispatchCtx, stopDispatch := context.WithCancel(ctx)
+	hooksCtx, stopHooks := context.WithCancel(ctx)
+
+	a.wg.Go(func() {
+		if err := a.api.Serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("api server stopped", "err", err)
+		}
+	})
+	a.wg.Go(func() {
+		if err := a.metricsS.Serve(a.metricsL); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("metrics server stopped", "err", err)
+		}
+	})
+	var dispatchDone, hooksDone sync.WaitGroup
+	dispatchDone.Go(func() { _ = a.dispatch.Run(dispatchCtx) })
+	hooksDone.Go(func() {
+		if err := a.hooks.Run(hooksCtx); err != nil && !errors.Is(err, context.Canceled) {
+			a.log.Error("webhook dispatcher stopped", "err", err)
+		}
+	})
+	// Stop order (registered in reverse): API first, then the dispatcher,
+	// then binds (closePools, registered in New), then webhooks, metrics, store.
+	a.onStop(func(ctx context.Context) error { return a.metricsS.Shutdown(ctx) })
+	a.onStop(func(context.Context) error { stopHooks(); hooksDone.Wait(); return nil })
+	a.onStop(func(context.Context) error { stopDispatch(); dispatchDone.Wait(); return nil })
+	a.onStop(func(ctx context.Context) error { return a.api.Shutdown(ctx) })
+	a.onStop(func(context.Context) error { a.api.SetNotReady(); return nil })
+	a.log.Info("smsgate started", "api", a.APIAddr(), "metrics", a.MetricsAddr(), "summary", a.state.Load().cfg.Summary())
+}
+
+// Stop drains and stops everything within the configured grace period:
+// readiness fails first, the API stops accepting, submissions in flight
+// finish or return to the head of their queues, binds unbind.
+func (a *App) Stop() error {
+	var err error
+	a.once.Do(func() {
+		grace := a.state.Load().cfg.Shutdown.Grace
+		ctx, cancel := context.WithTimeout(context.Background(), grace)
+		defer cancel()
+		err = a.runTeardown(ctx)
+		if a.cancel != nil {
+			a.cancel()
+		}
+		a.wg.Wait()
+		a.log.Info("smsgate stopped")
+	})
+	return err
+}
+
+// ready is the readiness check: Redis answers and a carrier bind is bound.
+func (a *App) ready(ctx context.Context) error {
+	if err := a.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis is unreachable: %w", err)
+	}
+	a.poolsMu.Lock()
+	defer a.poolsMu.Unlock()
+	for _, p := range a.pools {
+		if p.Up() {
+			return nil
+		}
+	}
+	return errors.New("no carrier bind is bound")
+}
+
+func (a *App) closePools(ctx context.Context) error {
+	a.poolsMu.Lock()
+	defer a.poolsMu.Unlock()
+	var errs []error
+	for name, p := range a.pools {
+		if err := p.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("carrier %q: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// plan builds the dispatcher's routing plan over the current pools.
+func (a *App) plan(cfg *config.Config) *router.Plan {
+	p := &router.Plan{Table: router.NewTable(cfg), Carriers: make(map[string]router.Carrier, len(a.pools))}
+	for name, pool := range a.pools {
+		p.Carriers[name] = pool
+	}
+	return p
+}
+
+func newRedis(c config.Redis) redis.UniversalClient {
+	if len(c.Cluster) > 0 {
+		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Cluster, Password: c.Password})
+	}
+	return redis.NewClient(&redis.Options{Addr: c.Addr, Password: c.Password, DB: c.DB})
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	if w == nil {
+		w = os.Stderr
+	}
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	ho := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, ho))
+	}
+	return slog.New(slog.NewTextHandler(w, ho))
+}
+
+// resolver finds an org's webhook endpoint in the live configuration.
+type resolver struct{ app *App }
+
+// Endpoint implements webhook.Resolver.
+func (r resolver) Endpoint(org string) (webhook.Endpoint, bool) {
+	cfg := r.app.state.Load().cfg
+	ep := webhook.Endpoint{URL: cfg.Webhook.URL, Secret: cfg.Webhook.Secret}
+	if o, ok := cfg.OrgByID(org); ok {
+		if o.WebhookURL != "" {
+			ep.URL = o.WebhookURL
+		}
+		if o.WebhookSecret != "" {
+			ep.Secret = o.WebhookSecret
+		}
+	}
+	return ep, ep.URL != ""
+}

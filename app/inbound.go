@@ -1,0 +1,208 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/smsgate/smsgate/compliance"
+	"github.com/smsgate/smsgate/config"
+	"github.com/smsgate/smsgate/message"
+	"github.com/smsgate/smsgate/queue"
+	"github.com/smsgate/smsgate/smpp"
+)
+
+// inbound turns what carriers send back (MO messages and delivery
+// receipts) into stored events, opt-outs and keyword replies. It implements
+// smpp.Handler: an error makes the bind answer ESME_RX_T_APPN so the carrier
+// delivers again, which is why every step is safe to repeat.
+type inbound struct {
+	app     *App
+	log     *slog.Logger
+	metrics *inboundMetrics
+}
+
+type inboundMetrics struct {
+	mo       *prometheus.CounterVec
+	receipts *prometheus.CounterVec
+}
+
+func newInboundMetrics(reg prometheus.Registerer) *inboundMetrics {
+	f := promauto.With(reg)
+	return &inboundMetrics{
+		mo: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "smsgate_inbound_messages_total",
+			Help: "MO messages handled, by keyword (stop, start, help, none) and outcome (stored, unknown_number, error).",
+		}, []string{"keyword", "outcome"}),
+		receipts: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "smsgate_inbound_receipts_total",
+			Help: "Delivery receipts handled, by receipt state (DELIVRD, UNDELIV, …) and outcome (applied, held, ignored, error).",
+		}, []string{"state", "outcome"}),
+	}
+}
+
+// receiptStatus maps a receipt's stat to a final status; ok is false for
+// intermediate states (ACCEPTD, ENROUTE) that change nothing.
+func receiptStatus(stat string) (message.Status, bool) {
+	switch strings.ToUpper(stat) {
+	case "DELIVRD", "DELIVERED":
+		return message.StatusDelivered, true
+	case "UNDELIV", "UNDELIVERABLE", "REJECTD", "REJECTED", "EXPIRED", "DELETED", "UNKNOWN":
+		return message.StatusUndelivered, true
+	}
+	return "", false
+}
+
+// HandleReceipt implements smpp.Handler.
+func (h *inbound) HandleReceipt(ctx context.Context, r smpp.Receipt) error {
+	status, final := receiptStatus(r.State)
+	if !final {
+		h.count(h.metrics.receipts, r.State, "ignored")
+		return nil
+	}
+	var rerr *message.Error
+	if status == message.StatusUndelivered {
+		rerr = &message.Error{
+			Code:    "carrier_" + strings.ToLower(r.State),
+			Message: fmt.Sprintf("The carrier reported the message %s (error code %s).", r.State, r.Err),
+		}
+	}
+	res, err := h.app.queue.ApplyReceipt(ctx, queue.Receipt{CarrierID: r.CarrierMessageID, State: status, Err: rerr})
+	if err != nil {
+		h.count(h.metrics.receipts, r.State, "error")
+		return fmt.Errorf("apply receipt: %w", err)
+	}
+	switch {
+	case res.Held:
+		h.count(h.metrics.receipts, r.State, "held")
+	case res.Recorded:
+		h.count(h.metrics.receipts, r.State, "applied")
+	default:
+		h.count(h.metrics.receipts, r.State, "duplicate")
+	}
+	return nil
+}
+
+// HandleMO implements smpp.Handler. The steps run in an order that is safe
+// to repeat when the carrier delivers again after an error: the opt-out
+// change first (idempotent), then the reply, then the stored event.
+func (h *inbound) HandleMO(ctx context.Context, m smpp.MO) error {
+	cfg := h.app.state.Load().cfg
+	kw := compliance.ClassifyKeyword(m.Text)
+	kwLabel := kw.Kind
+	if kwLabel == "" {
+		kwLabel = "none"
+	}
+	data := message.ReceivedData{
+		ID:         message.NewID("mo_"),
+		From:       m.From,
+		To:         m.To,
+		Text:       m.Text,
+		Segments:   max(m.Segments, 1),
+		ReceivedAt: m.ReceivedAt.UTC(),
+	}
+	if data.ReceivedAt.IsZero() {
+		data.ReceivedAt = time.Now().UTC()
+	}
+	if kw.Kind != "" {
+		k := kw.Kind
+		data.Keyword = &k
+	} else {
+		data.PossibleOptOut = compliance.PossibleOptOut(m.Text)
+	}
+
+	org, num, known := cfg.Number(m.To)
+	if !known {
+		// Not ours (any more): keep the message for the global webhook so
+		// nothing is lost, acknowledge it, and say so once in the log.
+		h.log.Warn("MO to a number that is not in the configuration; delivered to the global webhook", "carrier", m.Carrier)
+		if err := h.app.queue.AppendReceived(ctx, "", data); err != nil {
+			h.count(h.metrics.mo, kwLabel, "error")
+			return fmt.Errorf("store MO: %w", err)
+		}
+		h.count(h.metrics.mo, kwLabel, "unknown_number")
+		return nil
+	}
+
+	if err := h.keyword(ctx, cfg, org, num, m.From, kw); err != nil {
+		h.count(h.metrics.mo, kwLabel, "error")
+		return err
+	}
+	// Stores the MO and marks the conversation as started by the external
+	// party, so no sender-identification notice is sent in it.
+	if err := h.app.queue.AppendReceived(ctx, org.ID, data); err != nil {
+		h.count(h.metrics.mo, kwLabel, "error")
+		return fmt.Errorf("store MO: %w", err)
+	}
+	h.count(h.metrics.mo, kwLabel, "stored")
+	return nil
+}
+
+// keyword records an opt-out or opt-in and queues the confirmation or help
+// text. Replies bypass the opt-out check: they are what it confirms.
+func (h *inbound) keyword(ctx context.Context, cfg *config.Config, org *config.Org, num *config.Number, external string, kw compliance.Keyword) error {
+	var text string
+	switch kw.Kind {
+	case "stop":
+		numbers := []string{num.E164}
+		if kw.All {
+			numbers = numbers[:0]
+			for _, n := range org.Numbers {
+				numbers = append(numbers, n.E164)
+			}
+		}
+		for _, n := range numbers {
+			if err := h.app.queue.OptOut(ctx, n, external); err != nil {
+				return fmt.Errorf("record opt-out: %w", err)
+			}
+		}
+		text = compliance.StopReply(org.Name, org.StopText)
+	case "start":
+		if err := h.app.queue.OptIn(ctx, num.E164, external); err != nil {
+			return fmt.Errorf("record opt-in: %w", err)
+		}
+		text = compliance.StartReply(org.Name, org.StartText)
+	case "help":
+		text = compliance.HelpReply(org.Name, org.HelpText)
+	default:
+		return nil
+	}
+	if !num.Registered {
+		// Carriers refuse outbound traffic from unregistered numbers; the
+		// keyword still takes effect.
+		h.log.Warn("keyword reply not sent: the number is not registered for outbound messaging", "keyword", kw.Kind)
+		return nil
+	}
+	info := message.Analyze(text)
+	now := time.Now().UTC()
+	reply := &message.Message{
+		ID:         h.app.queue.NewMessageID(num.E164),
+		OrgID:      org.ID,
+		From:       num.E164,
+		To:         external,
+		Text:       text,
+		Kind:       message.KindReply,
+		Encoding:   info.Encoding,
+		Segments:   info.Segments,
+		Characters: info.Characters,
+		CreatedAt:  now,
+		ExpiresAt:  now.Add(cfg.Queue.DefaultValidity),
+	}
+	if _, err := h.app.queue.Enqueue(ctx, queue.EnqueueRequest{
+		Msg:      reply,
+		Interval: interval(num.EffectiveRate()),
+		MaxDepth: cfg.Queue.MaxPerNumber,
+	}); err != nil {
+		return fmt.Errorf("queue keyword reply: %w", err)
+	}
+	return nil
+}
+
+func (h *inbound) count(c *prometheus.CounterVec, a, b string) {
+	c.WithLabelValues(a, b).Inc()
+}

@@ -1,0 +1,179 @@
+// Command smsgate is the SMS gateway daemon: it accepts messages over HTTP,
+// enforces carrier compliance rules, queues them in Redis and sends them to
+// carriers over SMPP. Run `smsgate -help` for the sub-commands.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/smsgate/smsgate/app"
+	"github.com/smsgate/smsgate/config"
+	"github.com/smsgate/smsgate/testharness"
+)
+
+const usage = `smsgate — SMPP/carrier SMS gateway with compliance at the edge.
+
+Usage:
+  smsgate -config FILE                 run the daemon (alias: smsgate serve -config FILE)
+  smsgate check-config -config FILE    validate FILE; print every problem with its key path
+  smsgate hash-key                     read an API key or admin token on stdin, print its SHA-256
+  smsgate simulate [flags]             run the SMSC simulator (a carrier stand-in)
+  smsgate -help                        this text; "smsgate CMD -help" shows a command's flags
+
+Signals while serving: SIGHUP reloads the configuration (a bad file changes
+nothing); SIGTERM or SIGINT drain and stop within [shutdown] grace.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	var ec exitCode
+	switch {
+	case err == nil:
+	case errors.As(err, &ec):
+		os.Exit(int(ec))
+	default:
+		fmt.Fprintln(os.Stderr, "smsgate:", err)
+		os.Exit(1)
+	}
+}
+
+// exitCode ends the program with a status after the command printed its own output.
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(ctx, args, stderr)
+	case "check-config":
+		return checkConfig(args, stdout, stderr)
+	case "hash-key":
+		return hashKey(args, stdin, stdout, stderr)
+	case "simulate":
+		return testharness.RunSimulate(ctx, args, stdout)
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+}
+
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fmt.Fprintf(stderr, "\nFlags of %s:\n", name)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlags("serve", stderr)
+	path := fs.String("config", "smsgate.toml", "configuration `file` (TOML)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return exitCode(2)
+	}
+	a, err := app.New(app.Options{ConfigPath: *path, LogOutput: stderr})
+	if err != nil {
+		return err
+	}
+	a.Start()
+	if sim := a.Simulator(); sim != nil {
+		fmt.Fprintf(stderr, "\n%s\n", devBanner(a))
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return a.Stop()
+		case <-hup:
+			// A failed reload is logged and counted by Reload itself.
+			_ = a.Reload(ctx)
+		}
+	}
+}
+
+// devBanner tells a newcomer how to send a message to the embedded carrier
+// and where the receipt will show up.
+func devBanner(a *app.App) string {
+	api := "http://" + a.APIAddr()
+	return strings.Join([]string{
+		"smsgate is running with the embedded store and an embedded simulator carrier.",
+		"Send a message:",
+		"  curl -s " + api + "/v1/messages -H 'Authorization: Bearer dev-key-acme' \\",
+		`    -H 'Content-Type: application/json' -d '{"from":"+15550001111","to":"+15557654321","text":"Hello from smsgate"}'`,
+		"Watch its status events and the delivery receipt: " + api + "/dev/",
+		"Metrics: http://" + a.MetricsAddr() + "/metrics",
+	}, "\n")
+}
+
+func checkConfig(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("check-config", stderr)
+	path := fs.String("config", "smsgate.toml", "configuration `file` (TOML) to validate")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return exitCode(2)
+	}
+	cfg, err := app.CheckConfig(*path)
+	if err != nil {
+		var verr *config.ValidationError
+		if errors.As(err, &verr) {
+			for _, p := range verr.Problems {
+				fmt.Fprintf(stdout, "%s: %s\n", *path, p)
+			}
+		} else {
+			fmt.Fprintf(stdout, "%s: %v\n", *path, err)
+		}
+		return exitCode(1)
+	}
+	fmt.Fprintln(stdout, cfg.Summary())
+	return nil
+}
+
+func hashKey(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlags("hash-key", stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return exitCode(2)
+	}
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("read key from stdin: %w", err)
+	}
+	key := strings.TrimSpace(line)
+	if key == "" {
+		return errors.New("no key on stdin: pipe the API key or admin token in, e.g. `echo -n \"$KEY\" | smsgate hash-key`")
+	}
+	fmt.Fprintln(stdout, config.HashKey(key))
+	return nil
+}

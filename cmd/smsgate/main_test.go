@@ -1,0 +1,78 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/smsgate/smsgate/config"
+)
+
+func runCmd(t *testing.T, stdin string, args ...string) (out, errOut string, err error) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	err = run(context.Background(), args, strings.NewReader(stdin), &stdout, &stderr)
+	return stdout.String(), stderr.String(), err
+}
+
+func TestCheckConfigExample(t *testing.T) {
+	out, _, err := runCmd(t, "", "check-config", "-config", "../../smsgate.example.toml")
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(out, "config ok"), out)
+}
+
+func TestCheckConfigReportsKeyPaths(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.toml")
+	require.NoError(t, os.WriteFile(path, []byte(`
+[[carrier]]
+name = "a"
+  [[carrier.bind]]
+  host = "127.0.0.1"
+  port = 2775
+  system_id = "x"
+  password = "y"
+  window = 0
+  windw = 3
+`), 0o600))
+	out, _, err := runCmd(t, "", "check-config", "-config", path)
+	var ec exitCode
+	require.True(t, errors.As(err, &ec))
+	require.Equal(t, exitCode(1), ec)
+	require.Contains(t, out, "carrier[0].bind[0].windw")
+	require.Contains(t, out, "carrier[0].bind[0].window")
+}
+
+func TestHashKey(t *testing.T) {
+	tests := []struct {
+		name, stdin, want string
+		wantErr           bool
+	}{
+		{"plain", "dev-key-acme", config.HashKey("dev-key-acme"), false},
+		{"trailing newline", "dev-key-acme\n", config.HashKey("dev-key-acme"), false},
+		{"empty", "\n", "", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, _, err := runCmd(t, tc.stdin, "hash-key")
+			if tc.wantErr {
+				require.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.want+"\n", out)
+			require.Len(t, strings.TrimSpace(out), 64)
+		})
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	_, stderr, err := runCmd(t, "", "frobnicate")
+	require.ErrorContains(t, err, `unknown command "frobnicate"`)
+	require.Contains(t, stderr, "Usage:")
+}

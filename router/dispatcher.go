@@ -1,0 +1,393 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/smsgate/smsgate/message"
+	"github.com/smsgate/smsgate/queue"
+	"github.com/smsgate/smsgate/smpp"
+)
+
+// Queue is what the dispatcher needs from the message queue.
+type Queue interface {
+	Claim(ctx context.Context, max int) ([]queue.Claimed, error)
+	Ack(ctx context.Context, c queue.Claimed, carrierIDs []string) error
+	Retry(ctx context.Context, c queue.Claimed, delay time.Duration, e message.Error) error
+	Requeue(ctx context.Context, c queue.Claimed) error
+	Fail(ctx context.Context, c queue.Claimed, e message.Error) error
+	Reap(ctx context.Context) (int, error)
+}
+
+// Carrier is one carrier's bind pool as the dispatcher uses it.
+type Carrier interface {
+	Submit(ctx context.Context, s smpp.Submission) smpp.Result
+	Up() bool
+	Free() int
+}
+
+// Plan is what a configuration says about sending: the routing table and the
+// carriers by name. A reload swaps in a new plan.
+type Plan struct {
+	Table    *Table
+	Carriers map[string]Carrier
+}
+
+func (p *Plan) up(name string) bool {
+	c, ok := p.Carriers[name]
+	return ok && c.Up()
+}
+
+func (p *Plan) free() int {
+	n := 0
+	for _, c := range p.Carriers {
+		if c.Up() {
+			n += c.Free()
+		}
+	}
+	return n
+}
+
+// Error codes the dispatcher writes into failed and retried messages.
+const (
+	CodeMMSRouteUnavailable = "mms_route_unavailable"
+	CodeNoRoute             = "no_route"
+	CodeCarrierUnavailable  = "carrier_unavailable"
+	CodeCarrierRejected     = "carrier_rejected"
+	CodeCarrierTemporary    = "carrier_temporary_error"
+)
+
+// DispatcherOptions configure a Dispatcher.
+type DispatcherOptions struct {
+	Queue Queue
+	Plan  *Plan
+	// Workers is how many submissions may be in progress at once; it should
+	// cover the sum of all bind windows. Default 256.
+	Workers int
+	// Batch is the most messages one claim asks for. Default 64.
+	Batch int
+	// Lease is the queue's lease; a submission is abandoned (outcome unknown)
+	// before half of it has passed, and leases are reaped every Lease/3.
+	Lease time.Duration
+	// RetryBackoff and MaxRetryBackoff bound the delay after a temporary error.
+	RetryBackoff, MaxRetryBackoff time.Duration
+	// Idle is the pause after a claim that found nothing. Default 5ms.
+	Idle time.Duration
+	// DrainTimeout bounds how long submissions in flight may take to finish
+	// once Run's context is done. Default 10s.
+	DrainTimeout time.Duration
+	Logger       *slog.Logger
+	Registerer   prometheus.Registerer
+}
+
+// Dispatcher claims messages the queue says may go now, as many as the binds
+// have credit for, and submits each through the carrier the routing table
+// picks. It acks, retries, requeues or fails each one by its outcome.
+type Dispatcher struct {
+	opts    DispatcherOptions
+	log     *slog.Logger
+	plan    atomic.Pointer[Plan]
+	freed   chan struct{}
+	metrics dispatchMetrics
+}
+
+type dispatchMetrics struct {
+	outcomes *prometheus.CounterVec
+	latency  prometheus.Histogram
+	claimErr prometheus.Counter
+	inFlight prometheus.Gauge
+}
+
+// NewDispatcher validates the options and returns a Dispatcher; Run starts it.
+func NewDispatcher(opts DispatcherOptions) (*Dispatcher, error) {
+	if opts.Queue == nil {
+		return nil, errors.New("router: dispatcher needs a queue")
+	}
+	if opts.Plan == nil || opts.Plan.Table == nil {
+		return nil, errors.New("router: dispatcher needs a plan with a routing table")
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 256
+	}
+	if opts.Batch <= 0 {
+		opts.Batch = 64
+	}
+	if opts.Lease <= 0 {
+		opts.Lease = 30 * time.Second
+	}
+	if opts.RetryBackoff <= 0 {
+		opts.RetryBackoff = time.Second
+	}
+	if opts.MaxRetryBackoff < opts.RetryBackoff {
+		opts.MaxRetryBackoff = max(5*time.Minute, opts.RetryBackoff)
+	}
+	if opts.Idle <= 0 {
+		opts.Idle = 5 * time.Millisecond
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = 10 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
+	}
+	f := promauto.With(opts.Registerer)
+	d := &Dispatcher{
+		opts:  opts,
+		log:   opts.Logger.With("component", "dispatcher"),
+		freed: make(chan struct{}, 1),
+		metrics: dispatchMetrics{
+			outcomes: f.NewCounterVec(prometheus.CounterOpts{
+				Name: "smsgate_dispatch_submissions_total",
+				Help: "Messages the dispatcher handed to a carrier, by carrier and outcome (ok, temporary, permanent, unknown, no_route, carrier_down, mms_unavailable).",
+			}, []string{"carrier", "outcome"}),
+			latency: f.NewHistogram(prometheus.HistogramOpts{
+				Name:    "smsgate_dispatch_submit_duration_seconds",
+				Help:    "Time from claim to the carrier's last submit_sm_resp for one message.",
+				Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+			}),
+			claimErr: f.NewCounter(prometheus.CounterOpts{
+				Name: "smsgate_dispatch_claim_errors_total",
+				Help: "Claims from the queue that failed (Redis unreachable or a script error).",
+			}),
+			inFlight: f.NewGauge(prometheus.GaugeOpts{
+				Name: "smsgate_dispatch_in_flight",
+				Help: "Messages claimed and not yet settled.",
+			}),
+		},
+	}
+	d.plan.Store(opts.Plan)
+	return d, nil
+}
+
+// SetPlan swaps in the routing of a reloaded configuration. Submissions in
+// progress finish on the carrier they started on.
+func (d *Dispatcher) SetPlan(p *Plan) { d.plan.Store(p) }
+
+// Run claims and submits until ctx is done, then stops claiming, lets the
+// submissions in flight finish (bounded by DrainTimeout), puts claimed but
+// unsent messages back at the head of their queues, and returns.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	jobs := make(chan queue.Claimed, d.opts.Workers)
+	// settle is the context for settling outcomes: it outlives ctx so that
+	// what was submitted is recorded, bounded by the drain timeout.
+	settleCtx, cancelSettle := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelSettle()
+
+	var pending atomic.Int64
+	var wg sync.WaitGroup
+	for range d.opts.Workers {
+		wg.Go(func() {
+			for c := range jobs {
+				d.handle(settleCtx, c)
+				pending.Add(-1)
+				d.metrics.inFlight.Dec()
+				select {
+				case d.freed <- struct{}{}:
+				default:
+				}
+			}
+		})
+	}
+	wg.Go(func() { d.reapLoop(ctx) })
+
+	d.claimLoop(ctx, jobs, &pending)
+	close(jobs)
+
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d.opts.DrainTimeout):
+		d.log.Warn("submissions still in flight after the drain timeout; their leases will expire and another claim will retry them", "in_flight", pending.Load())
+		cancelSettle()
+		<-done
+	}
+	return nil
+}
+
+func (d *Dispatcher) claimLoop(ctx context.Context, jobs chan<- queue.Claimed, pending *atomic.Int64) {
+	idle := time.NewTimer(0)
+	defer idle.Stop()
+	var lastErr string
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		default:
+		}
+		plan := d.plan.Load()
+		credit := min(plan.free()-int(pending.Load()), d.opts.Workers-int(pending.Load()), d.opts.Batch)
+		if credit <= 0 {
+			d.wait(ctx, idle, d.opts.Idle)
+			continue
+		}
+		claimed, err := d.opts.Queue.Claim(ctx, credit)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			d.metrics.claimErr.Inc()
+			if msg := err.Error(); msg != lastErr {
+				d.log.Error("claim from the queue failed; retrying", "err", err)
+				lastErr = msg
+			}
+			d.wait(ctx, idle, 100*time.Millisecond)
+			continue
+		}
+		lastErr = ""
+		if len(claimed) == 0 {
+			d.wait(ctx, idle, d.opts.Idle)
+			continue
+		}
+		for _, c := range claimed {
+			pending.Add(1)
+			d.metrics.inFlight.Inc()
+			jobs <- c // never blocks: pending ≤ Workers = cap(jobs) + busy workers
+		}
+	}
+}
+
+// wait pauses until a worker frees a slot, the timeout passes or ctx ends.
+func (d *Dispatcher) wait(ctx context.Context, t *time.Timer, timeout time.Duration) {
+	t.Reset(timeout)
+	select {
+	case <-ctx.Done():
+	case <-d.freed:
+	case <-t.C:
+		return
+	}
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+}
+
+func (d *Dispatcher) reapLoop(ctx context.Context) {
+	t := time.NewTicker(max(d.opts.Lease/3, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n, err := d.opts.Queue.Reap(ctx)
+			if err != nil && ctx.Err() == nil {
+				d.log.Warn("reaping expired leases failed", "err", err)
+			} else if n > 0 {
+				d.log.Warn("reaped messages whose lease expired; they will be sent again flagged possible duplicate", "count", n)
+			}
+		}
+	}
+}
+
+// handle submits one claimed message and records its outcome.
+func (d *Dispatcher) handle(ctx context.Context, c queue.Claimed) {
+	start := time.Now()
+	plan := d.plan.Load()
+	if ctx.Err() != nil {
+		// Shutting down before this message was submitted: back to the head,
+		// not a possible duplicate since nothing reached the carrier.
+		d.settle("retry", d.opts.Queue.Retry(context.WithoutCancel(ctx), c, 0, message.Error{Code: "shutdown", Message: "The daemon stopped before sending; the message will be sent after restart."}), c)
+		return
+	}
+	if len(c.Msg.Media) > 0 {
+		d.metrics.outcomes.WithLabelValues("", "mms_unavailable").Inc()
+		d.settle("fail", d.opts.Queue.Fail(ctx, c, message.Error{
+			Code:    CodeMMSRouteUnavailable,
+			Message: "No MMS route is configured for this carrier, so the message was not sent; send the media as a link in an SMS, or ask the operator to configure an MMS route.",
+		}), c)
+		return
+	}
+	name, ok := plan.Table.Carrier(c.Msg.From, plan.up)
+	if !ok {
+		if name == "" {
+			d.metrics.outcomes.WithLabelValues("", "no_route").Inc()
+			d.settle("fail", d.opts.Queue.Fail(ctx, c, message.Error{
+				Code:    CodeNoRoute,
+				Message: fmt.Sprintf("No carrier route covers the sender number %s; add a [[route]] or set the number's carrier in the configuration.", c.Msg.From),
+			}), c)
+			return
+		}
+		d.metrics.outcomes.WithLabelValues(name, "carrier_down").Inc()
+		d.settle("retry", d.opts.Queue.Retry(ctx, c, d.backoff(c.Attempt), message.Error{
+			Code:    CodeCarrierUnavailable,
+			Message: fmt.Sprintf("No bind of carrier %q is up; the message stays queued and is retried.", name),
+		}), c)
+		return
+	}
+	carrier := plan.Carriers[name]
+	// Give up waiting for window or throughput before half the lease has
+	// passed, so a slow carrier never lets the lease expire under us.
+	subCtx, cancel := context.WithTimeout(ctx, d.opts.Lease/2)
+	res := carrier.Submit(subCtx, smpp.Submission{
+		ID:         c.Msg.ID,
+		From:       c.Msg.From,
+		To:         c.Msg.To,
+		Text:       c.Msg.Text,
+		Encoding:   c.Msg.Encoding,
+		ValidUntil: c.Msg.ExpiresAt,
+	})
+	cancel()
+	d.metrics.latency.Observe(time.Since(start).Seconds())
+	switch res.Outcome {
+	case smpp.OK:
+		d.metrics.outcomes.WithLabelValues(name, "ok").Inc()
+		d.settle("ack", d.opts.Queue.Ack(ctx, c, res.CarrierIDs), c)
+	case smpp.Temporary:
+		d.metrics.outcomes.WithLabelValues(name, "temporary").Inc()
+		d.settle("retry", d.opts.Queue.Retry(ctx, c, d.backoff(c.Attempt), message.Error{
+			Code:    CodeCarrierTemporary,
+			Message: fmt.Sprintf("Carrier %q asked to retry later (%s); the message stays queued.", name, describe(res)),
+		}), c)
+	case smpp.Permanent:
+		d.metrics.outcomes.WithLabelValues(name, "permanent").Inc()
+		d.settle("fail", d.opts.Queue.Fail(ctx, c, message.Error{
+			Code:    CodeCarrierRejected,
+			Message: fmt.Sprintf("Carrier %q rejected the message (%s).", name, describe(res)),
+		}), c)
+	default: // smpp.Unknown: may or may not have reached the carrier
+		d.metrics.outcomes.WithLabelValues(name, "unknown").Inc()
+		d.settle("requeue", d.opts.Queue.Requeue(ctx, c), c)
+	}
+}
+
+func describe(res smpp.Result) string {
+	if res.Err != nil {
+		return res.Err.Error()
+	}
+	return fmt.Sprintf("command_status 0x%08X", res.Status)
+}
+
+// settle logs a queue operation that failed. The message is not lost: its
+// lease expires and the reaper puts it back at the head of its queue.
+func (d *Dispatcher) settle(op string, err error, c queue.Claimed) {
+	if err != nil {
+		d.log.Warn("recording a submission outcome failed; the lease will expire and the message will be retried", "op", op, "id", c.Msg.ID, "err", err)
+	}
+}
+
+// backoff is the delay before the attempt after a temporary error:
+// exponential from RetryBackoff, capped, with jitter of up to a half.
+func (d *Dispatcher) backoff(attempt int) time.Duration {
+	b := d.opts.RetryBackoff
+	for i := 1; i < attempt && b < d.opts.MaxRetryBackoff; i++ {
+		b *= 2
+	}
+	b = min(b, d.opts.MaxRetryBackoff)
+	return b/2 + rand.N(b/2+1)
+}
