@@ -450,3 +450,37 @@ func TestSenderWindowAndRate(t *testing.T) {
 		})
 	}
 }
+
+func TestOptOutAfterAcceptStopsQueuedMessages(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			ctx := context.Background()
+			c := be.client(t)
+			q := newQueue(t, c, testPrefix(t, c), Options{})
+			from, to, other := "+15550001111", "+15557654321", "+15557650000"
+			queued := msg(q, from, to, "queued before STOP")
+			toOther := msg(q, from, other, "to someone who did not opt out")
+			enqueue(t, q, queued, 0)
+			enqueue(t, q, toOther, 0)
+			require.NoError(t, q.OptOut(ctx, from, to))
+			reply := msg(q, from, to, "You have been unsubscribed.")
+			reply.Kind = message.KindReply
+			enqueue(t, q, reply, 0)
+
+			var ids []string
+			for len(ids) < 2 {
+				got := claimAll(t, q, 1, time.Second)
+				require.Len(t, got, 1)
+				ids = append(ids, got[0].Msg.ID)
+				require.NoError(t, q.Ack(ctx, got[0], []string{"c" + got[0].Msg.ID}))
+			}
+			require.Equal(t, []string{toOther.ID, reply.ID}, ids, "the opted-out message is skipped; the confirmation goes")
+			rec, err := q.Get(ctx, queued.ID)
+			require.NoError(t, err)
+			require.Equal(t, message.StatusFailed, rec.Status)
+			last := rec.History[len(rec.History)-1]
+			require.NotNil(t, last.Error)
+			require.Equal(t, "recipient_opted_out", last.Error.Code)
+		})
+	}
+}

@@ -8,6 +8,13 @@ local expired = 0
 local senders = redis.call('ZRANGEBYSCORE', base .. 'ready', '-inf', n2s(now), 'LIMIT', 0, tonumber(ARGV[6]))
 for _, from in ipairs(senders) do
   local qkey = base .. 'q:' .. from
+  local okey = base .. 'optout:' .. from
+  -- Only senders with opt-outs pay for decoding the body to check them.
+  local optouts = redis.call('SCARD', okey) > 0
+  local function opted_out(body)
+    local m = cjson.decode(body)
+    return m.kind ~= 'reply' and redis.call('SISMEMBER', okey, m.to) == 1
+  end
   local skey = base .. 's:' .. from
   local s = redis.call('HMGET', skey, 'iv', 'nx', 'nf')
   local iv, nx, nf = tonumber(s[1] or 0), tonumber(s[2] or 0), tonumber(s[3] or 0)
@@ -23,6 +30,12 @@ for _, from in ipairs(senders) do
       finish(mkey, id, {org = f[6], ref = f[7], dup = f[5], hist = f[8]}, 'expired', now,
         'expired', 'the validity period passed before the message could be sent', '')
       expired = expired + 1
+      dropped = dropped + 1
+    elseif optouts and opted_out(f[4]) then
+      -- The recipient texted STOP after this message was accepted: it is not
+      -- sent (keyword replies, which confirm the opt-out, still are).
+      finish(mkey, id, {org = f[6], ref = f[7], dup = f[5], hist = f[8]}, 'failed', now,
+        'recipient_opted_out', 'the recipient opted out (replied STOP) after the message was accepted, so it was not sent', '')
       dropped = dropped + 1
     else
       local att = redis.call('HINCRBY', mkey, 'att', 1)
