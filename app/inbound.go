@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -41,7 +42,7 @@ func newInboundMetrics(reg prometheus.Registerer) *inboundMetrics {
 		}, []string{"keyword", "outcome"}),
 		receipts: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "smsgate_inbound_receipts_total",
-			Help: "Delivery receipts handled, by receipt state (DELIVRD, UNDELIV, …) and outcome (applied, held, ignored, error).",
+			Help: "Delivery receipts handled, by receipt state (DELIVRD, UNDELIV, …, other) and outcome (applied, held, duplicate, unmatched, ignored, error).",
 		}, []string{"state", "outcome"}),
 	}
 }
@@ -58,39 +59,68 @@ func receiptStatus(stat string) (message.Status, bool) {
 	return "", false
 }
 
-// HandleReceipt implements smpp.Handler.
+// receiptStateLabel keeps the metric's state label in a fixed set: the stat
+// comes from the carrier's text and could be anything.
+func receiptStateLabel(stat string) string {
+	switch s := strings.ToUpper(stat); s {
+	case "DELIVRD", "UNDELIV", "REJECTD", "EXPIRED", "DELETED", "UNKNOWN", "ACCEPTD", "ENROUTE":
+		return s
+	}
+	return "other"
+}
+
+// receiptError is the error recorded for an undelivered segment: a code
+// per receipt state and a sentence carrying the carrier's error code.
+func receiptError(state, carrierErr string) *message.Error {
+	msg := fmt.Sprintf("The carrier reported the message %s.", state)
+	if carrierErr != "" {
+		msg = fmt.Sprintf("The carrier reported the message %s (error code %s).", state, carrierErr)
+	}
+	return &message.Error{Code: "carrier_" + strings.ToLower(state), Message: msg}
+}
+
+// HandleReceipt implements smpp.Handler. Only a storage failure is returned
+// (the carrier then delivers the receipt again); a receipt for a message
+// that no longer exists is acknowledged and counted, or the carrier would
+// redeliver it forever.
 func (h *inbound) HandleReceipt(ctx context.Context, r smpp.Receipt) error {
+	label := receiptStateLabel(r.State)
 	status, final := receiptStatus(r.State)
 	if !final {
-		h.count(h.metrics.receipts, r.State, "ignored")
+		h.count(h.metrics.receipts, label, "ignored")
 		return nil
 	}
 	var rerr *message.Error
 	if status == message.StatusUndelivered {
-		rerr = &message.Error{
-			Code:    "carrier_" + strings.ToLower(r.State),
-			Message: fmt.Sprintf("The carrier reported the message %s (error code %s).", r.State, r.Err),
-		}
+		rerr = receiptError(strings.ToUpper(r.State), r.Err)
 	}
 	res, err := h.app.queue.ApplyReceipt(ctx, queue.Receipt{CarrierID: r.CarrierMessageID, State: status, Err: rerr})
+	if errors.Is(err, queue.ErrNotFound) || errors.Is(err, queue.ErrBadID) {
+		h.count(h.metrics.receipts, label, "unmatched")
+		h.log.Debug("receipt for a message that is no longer stored, acknowledged", "carrier", r.Carrier, "err", err)
+		return nil
+	}
 	if err != nil {
-		h.count(h.metrics.receipts, r.State, "error")
+		h.count(h.metrics.receipts, label, "error")
 		return fmt.Errorf("apply receipt: %w", err)
 	}
 	switch {
 	case res.Held:
-		h.count(h.metrics.receipts, r.State, "held")
+		h.count(h.metrics.receipts, label, "held")
 	case res.Recorded:
-		h.count(h.metrics.receipts, r.State, "applied")
+		h.count(h.metrics.receipts, label, "applied")
 	default:
-		h.count(h.metrics.receipts, r.State, "duplicate")
+		h.count(h.metrics.receipts, label, "duplicate")
 	}
 	return nil
 }
 
 // HandleMO implements smpp.Handler. The steps run in an order that is safe
 // to repeat when the carrier delivers again after an error: the opt-out
-// change first (idempotent), then the reply, then the stored event.
+// change first (idempotent), then the reply, then the stored event. Only
+// when storing the event fails after the reply was queued does the
+// redelivery queue the reply a second time (the carrier gives MOs no id to
+// deduplicate on); a lost opt-out or a lost MO would be worse.
 func (h *inbound) HandleMO(ctx context.Context, m smpp.MO) error {
 	cfg := h.app.state.Load().cfg
 	kw := compliance.ClassifyKeyword(m.Text)
@@ -193,10 +223,13 @@ func (h *inbound) keyword(ctx context.Context, cfg *config.Config, org *config.O
 		CreatedAt:  now,
 		ExpiresAt:  now.Add(cfg.Queue.DefaultValidity),
 	}
+	// Same queue and rate as the org's messages, and no opt-out check (a
+	// reply confirms the opt-out). No depth limit either: a full queue must
+	// neither drop a compliance reply nor make the carrier redeliver the MO
+	// forever; replies come one per keyword, so they cannot flood it.
 	if _, err := h.app.queue.Enqueue(ctx, queue.EnqueueRequest{
 		Msg:      reply,
 		Interval: interval(num.EffectiveRate()),
-		MaxDepth: cfg.Queue.MaxPerNumber,
 	}); err != nil {
 		return fmt.Errorf("queue keyword reply: %w", err)
 	}

@@ -318,7 +318,13 @@ func (c *conn) handleSubmit(f *Faults, seq uint32, frame []byte) {
 
 	var rcpt *receipt
 	if status == StatusOK && !f.NoReceipts && rawErr == nil {
-		rcpt = newReceipt(sm, raw, id, now, f)
+		rcpt = newReceipt(sm, raw, id, c.sim.opts.DecimalIDs, now, f)
+	}
+	if rcpt != nil && f.ReceiptFirst {
+		// Dispatched before the response is queued: on a transceiver bind
+		// the receipt is written first.
+		c.sim.dispatch(rcpt.build(now))
+		rcpt = nil
 	}
 	if f.Latency > 0 {
 		c.sim.sched.after(f.Latency, func() {

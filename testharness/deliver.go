@@ -107,11 +107,13 @@ type receipt struct {
 	submittedAt   time.Time
 	stat, errCode string
 	text          string
+	idForm        string // Faults.ReceiptID
+	decimalID     bool   // id is decimal (SimOptions.DecimalIDs), else hex
 }
 
 // newReceipt returns the receipt a submit asks for, or nil (registered_delivery
 // bit 0 = receipt on success and failure, bit 1 = on failure only).
-func newReceipt(sm *pdu.SubmitSM, raw smFields, id string, at time.Time, f *Faults) *receipt {
+func newReceipt(sm *pdu.SubmitSM, raw smFields, id string, decimalID bool, at time.Time, f *Faults) *receipt {
 	stat := f.ReceiptStat
 	if stat == "" {
 		stat = "DELIVRD"
@@ -146,7 +148,76 @@ func newReceipt(sm *pdu.SubmitSM, raw smFields, id string, at time.Time, f *Faul
 		stat:        stat,
 		errCode:     errCode,
 		text:        receiptText(payload, raw.dataCoding),
+		idForm:      f.ReceiptID,
+		decimalID:   decimalID,
 	}
+}
+
+// SendReceipt delivers a receipt for an accepted submit now, with stat
+// ("" = DELIVRD) and errCode ("" = "000"), whatever the faults say about
+// receipts except ReceiptID. Tests use it with NoReceipts to decide when each
+// segment's receipt arrives and what it says.
+func (s *Simulator) SendReceipt(sub Submit, stat, errCode string) error {
+	if sub.MessageID == "" {
+		return errors.New("send receipt: the submit was not accepted")
+	}
+	if stat == "" {
+		stat = "DELIVRD"
+	}
+	if errCode == "" {
+		errCode = "000"
+	}
+	src, err := pdu.NewAddressWithTonNpiAddr(1, 1, sub.Dest)
+	if err != nil {
+		return fmt.Errorf("send receipt: %w", err)
+	}
+	dst, err := pdu.NewAddressWithTonNpiAddr(1, 1, sub.Source)
+	if err != nil {
+		return fmt.Errorf("send receipt: %w", err)
+	}
+	payload := sub.ShortMessage
+	if sub.ESMClass&0x40 != 0 && len(payload) > 0 && int(payload[0])+1 <= len(payload) {
+		payload = payload[int(payload[0])+1:]
+	}
+	r := &receipt{
+		id:          sub.MessageID,
+		source:      src,
+		dest:        dst,
+		submittedAt: sub.At,
+		stat:        stat,
+		errCode:     errCode,
+		text:        receiptText(payload, sub.DataCoding),
+		idForm:      s.Faults().ReceiptID,
+		decimalID:   s.opts.DecimalIDs,
+	}
+	s.dispatch(r.build(time.Now()))
+	return nil
+}
+
+// wireID is the id as the receipt carries it (Faults.ReceiptID), and
+// whether receipted_message_id is sent.
+func (r *receipt) wireID() (id string, tlv bool) {
+	base := 16
+	if r.decimalID {
+		base = 10
+	}
+	switch r.idForm {
+	case "text":
+		return r.id, false
+	case "decimal", "hex":
+		to := 10
+		if r.idForm == "hex" {
+			to = 16
+		}
+		n, err := strconv.ParseUint(r.id, base, 64)
+		if err != nil {
+			return r.id, false
+		}
+		return strconv.FormatUint(n, to), false
+	case "nul":
+		return r.id + "\x00", false
+	}
+	return r.id, true
 }
 
 // receiptText is the first 20 characters of the message, as printable ASCII.
@@ -182,8 +253,9 @@ func (r *receipt) build(done time.Time) *delivery {
 		dlvrd = "001"
 	}
 	const layout = "0601021504"
+	id, withTLV := r.wireID()
 	text := fmt.Sprintf("id:%s sub:001 dlvrd:%s submit date:%s done date:%s stat:%s err:%s text:%s",
-		r.id, dlvrd, r.submittedAt.UTC().Format(layout), done.UTC().Format(layout), r.stat, r.errCode, r.text)
+		id, dlvrd, r.submittedAt.UTC().Format(layout), done.UTC().Format(layout), r.stat, r.errCode, r.text)
 	d := pdu.NewDeliverSM().(*pdu.DeliverSM)
 	d.SourceAddr = r.source
 	d.DestAddr = r.dest
@@ -194,7 +266,9 @@ func (r *receipt) build(done time.Time) *delivery {
 		state = receiptStates["UNKNOWN"]
 	}
 	code, _ := strconv.Atoi(r.errCode)
-	d.RegisterOptionalParam(pdu.Field{Tag: pdu.Tag(TagReceiptedMessageID), Data: append([]byte(r.id), 0)})
+	if withTLV {
+		d.RegisterOptionalParam(pdu.Field{Tag: pdu.Tag(TagReceiptedMessageID), Data: append([]byte(r.id), 0)})
+	}
 	d.RegisterOptionalParam(pdu.Field{Tag: pdu.Tag(TagMessageState), Data: []byte{state}})
 	// network_error_code: network type 3 (GSM), then the error as 2 octets.
 	d.RegisterOptionalParam(pdu.Field{Tag: pdu.Tag(TagNetworkErrorCode), Data: []byte{3, byte(code >> 8), byte(code)}})

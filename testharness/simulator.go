@@ -92,6 +92,14 @@ type Faults struct {
 	ReceiptStat   string  // stat of receipts: "" = DELIVRD; UNDELIV, REJECTD, EXPIRED, DELETED, UNKNOWN, ACCEPTD
 	ReceiptErr    string  // err: field, default "000"; also sent as network_error_code
 	NoReceipts    bool    // never send delivery receipts
+	// ReceiptFirst sends each receipt before its submit_sm_resp, as some
+	// SMSCs do under load (ReceiptDelay is then ignored).
+	ReceiptFirst bool
+	// ReceiptID plays carrier quirks in how receipts carry the message id:
+	// "" in the text and in receipted_message_id (NUL-terminated, as SMPP 3.4
+	// says); "text" in the text only; "decimal" or "hex" in the text only,
+	// converted to that base; "nul" in the text only, followed by a NUL octet.
+	ReceiptID string
 }
 
 // MO is a mobile-originated message to inject with InjectMO.
@@ -204,7 +212,9 @@ func NewSimulator(opts SimOptions) (*Simulator, error) {
 	f := opts.Faults
 	s.faults.Store(&f)
 	// Ids start at a random point so two simulator runs do not reuse them.
-	s.nextID.Store(uint64(rand.Uint32())<<8 | 1<<40)
+	// The leading 0xa keeps a letter in every hex id, so no hex id reads as
+	// a decimal number (see smpp.NormalizeID).
+	s.nextID.Store(uint64(rand.Uint32())<<8 | 0xa<<40)
 	s.ref.Store(rand.Uint32())
 	s.wg.Go(s.acceptLoop)
 	return s, nil

@@ -45,7 +45,9 @@ func TestParseEntry(t *testing.T) {
 	}{
 		{name: "good", edit: func(map[string]any) {}},
 		{name: "missing id", edit: func(m map[string]any) { delete(m, "id") }, wantErr: `missing field "id"`},
-		{name: "empty org", edit: func(m map[string]any) { m["org"] = "" }, wantErr: `empty field "org"`},
+		{name: "empty org (global webhook)", edit: func(m map[string]any) { m["org"] = "" }},
+		{name: "missing org", edit: func(m map[string]any) { delete(m, "org") }, wantErr: `missing field "org"`},
+		{name: "empty type", edit: func(m map[string]any) { m["type"] = "" }, wantErr: `empty field "type"`},
 		{name: "non-string type", edit: func(m map[string]any) { m["type"] = 5 }, wantErr: `field "type" is int`},
 		{name: "bad at", edit: func(m map[string]any) { m["at"] = "yesterday" }, wantErr: `field "at"`},
 		{name: "data not json", edit: func(m map[string]any) { m["data"] = `{"a":` }, wantErr: "not a JSON object"},
