@@ -253,3 +253,17 @@ func (s *Server) handleRedeliver(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "event_id": id})
 	}
 }
+
+func (s *Server) handleQueues(w http.ResponseWriter, r *http.Request) {
+	if s.stats == nil {
+		writeError(w, notFound("Queue statistics are not available in this process."))
+		return
+	}
+	v, err := s.stats(r.Context())
+	if err != nil {
+		s.log.Warn("queue statistics failed", "err", err)
+		writeError(w, unavailable())
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}

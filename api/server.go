@@ -80,6 +80,10 @@ type Options struct {
 	Reload func(ctx context.Context) error
 	// DeadLetters serves the webhook dead-letter endpoints; nil disables them.
 	DeadLetters DeadLetters
+	// QueueStats reports queue depth totals and the deepest senders for
+	// GET /admin/queues (numbers are not metric labels, so they are here);
+	// nil disables the endpoint.
+	QueueStats func(ctx context.Context) (any, error)
 	// DevSink enables the in-memory webhook sink under /dev/.
 	DevSink bool
 	// Now is the clock; nil means time.Now.
@@ -98,6 +102,7 @@ type Server struct {
 	queue    Queue
 	ready    func(ctx context.Context) error
 	reload   func(ctx context.Context) error
+	stats    func(ctx context.Context) (any, error)
 	dead     DeadLetters
 	now      func() time.Time
 	log      *slog.Logger
@@ -126,6 +131,7 @@ func New(opts Options) (*Server, error) {
 		queue:  opts.Queue,
 		ready:  opts.Ready,
 		reload: opts.Reload,
+		stats:  opts.QueueStats,
 		dead:   opts.DeadLetters,
 		now:    opts.Now,
 		log:    opts.Logger,
@@ -254,6 +260,7 @@ func (s *Server) routes() http.Handler {
 	handle("GET /admin/opt-outs", "admin", s.admin(s.handleOptOuts))
 	handle("POST /admin/opt-outs", "admin", s.admin(s.handleOptOutAdd))
 	handle("DELETE /admin/opt-outs", "admin", s.admin(s.handleOptOutRemove))
+	handle("GET /admin/queues", "admin", s.admin(s.handleQueues))
 	handle("GET /admin/dead-letters", "admin", s.admin(s.handleDeadLetters))
 	handle("POST /admin/dead-letters/{event_id}/redeliver", "admin", s.admin(s.handleRedeliver))
 

@@ -11,7 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,8 +40,19 @@ type Options struct {
 	Logger *slog.Logger
 	// LogOutput is where the configured logger writes; default stderr.
 	LogOutput io.Writer
-	// Registry collects every component's metrics; default a new registry.
+	// LogFormat and LogLevel override [log] format and level when not
+	// empty (the -log-format and -log-level flags).
+	LogFormat, LogLevel string
+	// Registry collects every component's metrics; default a new registry
+	// with the Go and process collectors.
 	Registry *prometheus.Registry
+	// QueueStatsInterval is how often the queue depth statistics are
+	// recomputed; default DefaultQueueStatsInterval.
+	QueueStatsInterval time.Duration
+	// LameDuck is how long Stop keeps serving with /readyz answering 503
+	// before the API stops accepting, so load balancers see it first.
+	// Default 0. It counts against [shutdown] grace.
+	LameDuck time.Duration
 }
 
 // state is everything a configuration determines that is swapped as one.
@@ -53,8 +64,12 @@ type state struct {
 // App is a running daemon.
 type App struct {
 	opts     Options
-	log      *slog.Logger
+	log      *slog.Logger // the app's own lines (component=app)
+	root     *slog.Logger // handed to components, which add their component
+	logh     *LogHandler  // nil when Options.Logger was given
 	reg      *prometheus.Registry
+	regs     *trackingRegisterer
+	stats    *queueStats
 	state    atomic.Pointer[state]
 	rdb      redis.UniversalClient
 	queue    *queue.Queue
@@ -72,6 +87,7 @@ type App struct {
 	reloadMu sync.Mutex
 	reloadOK prometheus.Gauge
 	reloadTS prometheus.Gauge
+	reloads  *prometheus.CounterVec
 
 	// teardown runs in reverse order of registration on Stop.
 	teardown []func(ctx context.Context) error
@@ -115,15 +131,26 @@ func New(opts Options) (_ *App, err error) {
 	}
 	cfg := st.cfg
 	log := opts.Logger
+	var logh *LogHandler
 	if log == nil {
-		log = newLogger(cfg.Log, opts.LogOutput)
+		format, level := cfg.Log.Format, cfg.Log.Level
+		if opts.LogFormat != "" {
+			format = opts.LogFormat
+		}
+		if opts.LogLevel != "" {
+			level = opts.LogLevel
+		}
+		if log, logh, err = NewLogger(format, level, opts.LogOutput); err != nil {
+			return nil, err
+		}
 	}
 	reg := opts.Registry
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	a := &App{opts: opts, log: log, reg: reg, pools: make(map[string]*smpp.Pool)}
+	a := &App{opts: opts, log: log.With("component", "app"), root: log, logh: logh, reg: reg,
+		regs: &trackingRegisterer{Registerer: reg}, pools: make(map[string]*smpp.Pool)}
 	a.state.Store(st)
 	defer func() {
 		if err != nil {
@@ -132,8 +159,12 @@ func New(opts Options) (_ *App, err error) {
 			_ = a.runTeardown(ctx)
 		}
 	}()
+	// From here on log is the app's own logger and regs the registerer.
+	root := log
+	log = a.log
+	regs := a.regs
 
-	f := promauto.With(reg)
+	f := promauto.With(regs)
 	a.reloadOK = f.NewGauge(prometheus.GaugeOpts{
 		Name: "smsgate_config_last_reload_successful",
 		Help: "Whether the last configuration reload succeeded (1) or failed and changed nothing (0).",
@@ -142,6 +173,12 @@ func New(opts Options) (_ *App, err error) {
 		Name: "smsgate_config_last_reload_success_timestamp_seconds",
 		Help: "Unix time of the last successful configuration load.",
 	})
+	a.reloads = f.NewCounterVec(prometheus.CounterOpts{
+		Name: "smsgate_config_reloads_total",
+		Help: "Configuration reloads attempted, by result (success, failure).",
+	}, []string{"result"})
+	a.reloads.WithLabelValues("success")
+	a.reloads.WithLabelValues("failure")
 	a.reloadOK.Set(1)
 	a.reloadTS.SetToCurrentTime()
 
@@ -166,7 +203,7 @@ func New(opts Options) (_ *App, err error) {
 			SystemID:     cfg.Simulator.SystemID,
 			Password:     cfg.Simulator.Password,
 			ReceiptDelay: cfg.Simulator.ReceiptDelay,
-			Logger:       log.With("component", "simulator"),
+			Logger:       root,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("start embedded simulator on %s: %w", cfg.Simulator.Listen, err)
@@ -182,22 +219,18 @@ func New(opts Options) (_ *App, err error) {
 		Buckets:     cfg.Queue.Buckets,
 		Lease:       cfg.Queue.Lease,
 		NormalizeID: smpp.NormalizeID,
-		Logger:      log.With("component", "queue"),
-		Registerer:  reg,
+		Logger:      root,
+		Registerer:  regs,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
+	a.stats = newQueueStats(a.rdb, cfg.Redis.KeyPrefix, a.queue.Buckets(), root.With("component", "queue-stats"), regs)
 
 	// Carriers.
-	a.in = &inbound{app: a, log: log.With("component", "inbound"), metrics: newInboundMetrics(reg)}
+	a.in = &inbound{app: a, log: root.With("component", "inbound"), metrics: newInboundMetrics(regs)}
 	for _, c := range cfg.Carriers {
-		p, err := smpp.NewPool(smpp.PoolOptions{
-			Carrier:    c,
-			Handler:    a.in,
-			Logger:     log,
-			Registerer: reg,
-		})
+		p, err := a.newPool(c)
 		if err != nil {
 			return nil, fmt.Errorf("carrier %q: %w", c.Name, err)
 		}
@@ -213,8 +246,8 @@ func New(opts Options) (_ *App, err error) {
 		MaxRetryBackoff: cfg.Queue.MaxRetryBackoff,
 		Workers:         workersFor(cfg),
 		DrainTimeout:    cfg.Shutdown.Grace / 2,
-		Logger:          log,
-		Registerer:      reg,
+		Logger:          root,
+		Registerer:      regs,
 	})
 	if err != nil {
 		return nil, err
@@ -230,8 +263,8 @@ func New(opts Options) (_ *App, err error) {
 		MinBackoff: cfg.Webhook.MinBackoff,
 		MaxBackoff: cfg.Webhook.MaxBackoff,
 		Workers:    cfg.Webhook.Workers,
-		Logger:     log.With("component", "webhook"),
-		Registerer: reg,
+		Logger:     root,
+		Registerer: regs,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("webhook: %w", err)
@@ -243,9 +276,10 @@ func New(opts Options) (_ *App, err error) {
 		Ready:       a.ready,
 		Reload:      a.Reload,
 		DeadLetters: deadLetters{hooks: a.hooks},
+		QueueStats:  func(context.Context) (any, error) { return a.QueueStats(), nil },
 		DevSink:     cfg.Simulator.Enabled,
-		Logger:      log.With("component", "api"),
-		Registerer:  reg,
+		Logger:      root,
+		Registerer:  regs,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
@@ -301,6 +335,7 @@ func (a *App) Start() {
 	a.cancel = cancel
 	dispatchCtx, stopDispatch := context.WithCancel(ctx)
 	hooksCtx, stopHooks := context.WithCancel(ctx)
+	statsCtx, stopStats := context.WithCancel(ctx)
 
 	a.wg.Go(func() {
 		if err := a.api.Serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -312,41 +347,94 @@ func (a *App) Start() {
 			a.log.Error("metrics server stopped", "err", err)
 		}
 	})
-	var dispatchDone, hooksDone sync.WaitGroup
+	var dispatchDone, hooksDone, statsDone sync.WaitGroup
 	dispatchDone.Go(func() { _ = a.dispatch.Run(dispatchCtx) })
 	hooksDone.Go(func() {
 		if err := a.hooks.Run(hooksCtx); err != nil && !errors.Is(err, context.Canceled) {
 			a.log.Error("webhook dispatcher stopped", "err", err)
 		}
 	})
-	// Stop order (registered in reverse): API first, then the dispatcher,
-	// then binds (closePools, registered in New), then webhooks, metrics, store.
+	interval := a.opts.QueueStatsInterval
+	if interval <= 0 {
+		interval = DefaultQueueStatsInterval
+	}
+	statsDone.Go(func() { a.stats.run(statsCtx, interval) })
+
+	// Stop order (registered in reverse): readiness fails, lame duck, the
+	// API stops accepting and finishes its requests, the dispatcher stops
+	// claiming and lets the windows finish (what was claimed but not
+	// submitted goes back to the head of its queue), binds unbind
+	// (closePools, registered in New), webhook posts in flight finish (the
+	// rest stays scheduled in Redis), statistics, metrics, the store.
 	a.onStop(func(ctx context.Context) error { return a.metricsS.Shutdown(ctx) })
+	a.onStop(func(context.Context) error { stopStats(); statsDone.Wait(); return nil })
 	a.onStop(func(context.Context) error { stopHooks(); hooksDone.Wait(); return nil })
-	a.onStop(func(context.Context) error { stopDispatch(); dispatchDone.Wait(); return nil })
+	a.onStop(func(context.Context) error {
+		a.log.Info("stopping: draining the SMPP windows")
+		stopDispatch()
+		dispatchDone.Wait()
+		return nil
+	})
 	a.onStop(func(ctx context.Context) error { return a.api.Shutdown(ctx) })
-	a.onStop(func(context.Context) error { a.api.SetNotReady(); return nil })
+	a.onStop(func(ctx context.Context) error {
+		a.api.SetNotReady()
+		if d := a.opts.LameDuck; d > 0 {
+			a.log.Info("stopping: readiness fails, still serving", "lame_duck", d)
+			t := time.NewTimer(d)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+			}
+		}
+		return nil
+	})
 	a.log.Info("smsgate started", "api", a.APIAddr(), "metrics", a.MetricsAddr(), "summary", a.state.Load().cfg.Summary())
 }
 
-// Stop drains and stops everything within the configured grace period:
-// readiness fails first, the API stops accepting, submissions in flight
-// finish or return to the head of their queues, binds unbind.
+// Stop drains and stops everything within the configured grace period
+// ([shutdown] grace): readiness fails first, the API stops accepting,
+// submissions in flight finish or return to the head of their queues, binds
+// unbind, webhook posts in flight finish or stay scheduled. When the grace
+// period runs out Stop returns an error without waiting for the rest; what
+// was not settled is recovered from Redis by the next daemon (leases).
 func (a *App) Stop() error {
 	var err error
 	a.once.Do(func() {
 		grace := a.state.Load().cfg.Shutdown.Grace
+		start := time.Now()
+		a.log.Info("stopping", "grace", grace)
 		ctx, cancel := context.WithTimeout(context.Background(), grace)
 		defer cancel()
-		err = a.runTeardown(ctx)
-		if a.cancel != nil {
-			a.cancel()
+		done := make(chan error, 1)
+		go func() { done <- a.runTeardown(ctx) }()
+		select {
+		case err = <-done:
+			if a.cancel != nil {
+				a.cancel()
+			}
+			a.wg.Wait()
+		case <-ctx.Done():
+			if a.cancel != nil {
+				a.cancel()
+			}
+			err = fmt.Errorf("stop: grace period of %s exceeded; unsettled messages will be retried from Redis when their lease expires", grace)
 		}
-		a.wg.Wait()
-		a.log.Info("smsgate stopped")
+		if err != nil {
+			a.log.Error("stopped with errors", "err", err, "took", time.Since(start).Round(time.Millisecond))
+		} else {
+			a.log.Info("smsgate stopped", "took", time.Since(start).Round(time.Millisecond))
+		}
+		if a.logh != nil {
+			a.logh.Flush(context.Background())
+		}
 	})
 	return err
 }
+
+// QueueStats returns the last snapshot of the queue depth statistics,
+// including the deepest sender queues (which are not metric labels).
+func (a *App) QueueStats() QueueStats { return a.stats.Snapshot() }
 
 // ready is the readiness check: Redis answers and a carrier bind is bound.
 func (a *App) ready(ctx context.Context) error {
@@ -391,17 +479,62 @@ func newRedis(c config.Redis) redis.UniversalClient {
 	return redis.NewClient(&redis.Options{Addr: c.Addr, Password: c.Password, DB: c.DB})
 }
 
-func newLogger(c config.Log, w io.Writer) *slog.Logger {
-	if w == nil {
-		w = os.Stderr
+// newPool starts a carrier's bind pool wired to the inbound handler.
+func (a *App) newPool(c config.Carrier) (*smpp.Pool, error) {
+	return smpp.NewPool(smpp.PoolOptions{
+		Carrier:    c,
+		Handler:    a.in,
+		Logger:     a.root,
+		Registerer: a.regs,
+	})
+}
+
+// trackingRegisterer registers on the daemon's registry and remembers every
+// collector, so a test can check the name of every metric family, including
+// vectors that have no series yet.
+type trackingRegisterer struct {
+	prometheus.Registerer
+	mu         sync.Mutex
+	collectors []prometheus.Collector
+}
+
+// Register implements prometheus.Registerer.
+func (t *trackingRegisterer) Register(c prometheus.Collector) error {
+	err := t.Registerer.Register(c)
+	if err == nil {
+		t.mu.Lock()
+		t.collectors = append(t.collectors, c)
+		t.mu.Unlock()
 	}
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.Level))
-	ho := &slog.HandlerOptions{Level: level}
-	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, ho))
+	return err
+}
+
+// MustRegister implements prometheus.Registerer.
+func (t *trackingRegisterer) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		if err := t.Register(c); err != nil {
+			panic(err)
+		}
 	}
-	return slog.New(slog.NewTextHandler(w, ho))
+}
+
+// descs returns the descriptors of every collector registered through t.
+func (t *trackingRegisterer) descs() []*prometheus.Desc {
+	t.mu.Lock()
+	cs := slices.Clone(t.collectors)
+	t.mu.Unlock()
+	ch := make(chan *prometheus.Desc)
+	go func() {
+		for _, c := range cs {
+			c.Describe(ch)
+		}
+		close(ch)
+	}()
+	var out []*prometheus.Desc
+	for d := range ch {
+		out = append(out, d)
+	}
+	return out
 }
 
 // resolver finds an org's webhook endpoint in the live configuration.

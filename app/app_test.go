@@ -310,5 +310,11 @@ func TestReloadAddsNumberAndBadConfigChangesNothing(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	require.Contains(t, string(body), "smsgate_config_last_reload_successful 0")
+
+	var stats map[string]any
+	code, raw = d.do("GET", "/admin/queues", "", &stats)
+	require.Equal(t, http.StatusOK, code, raw)
+	require.Contains(t, stats, "depth")
+	require.Contains(t, stats, "top")
 	require.Equal(t, 1, d.sim.ActiveBinds(), "the bind stayed up through both reloads")
 }

@@ -2,7 +2,9 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/smsgate/smsgate/api"
@@ -12,70 +14,35 @@ import (
 
 // Reload reads the configuration file again and, when it is valid, swaps the
 // whole new state in: routes, orgs, numbers, rates, screening rules and the
-// bind set (unchanged binds stay bound). A configuration that fails
-// validation changes nothing; the error lists every problem with its key path.
+// bind set (unchanged binds stay bound, removed ones unbind after finishing
+// their window, new ones connect). A configuration that fails validation
+// changes nothing; the error lists every problem with its key path, and each
+// is logged. Concurrent reloads (SIGHUP and the admin endpoint) run one at a
+// time.
 func (a *App) Reload(ctx context.Context) error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
 	next, err := loadState(a.opts.ConfigPath)
 	if err != nil {
-		a.reloadOK.Set(0)
-		a.log.Error("configuration reload failed; nothing changed", "path", a.opts.ConfigPath, "err", err)
+		a.reloadFailed(err)
 		return err
 	}
 	prev := a.state.Load()
-	if err := a.applyCarriers(ctx, next.cfg); err != nil {
-		a.reloadOK.Set(0)
-		a.log.Error("configuration reload failed while updating carriers", "err", err)
+	retired, err := a.applyCarriers(next.cfg)
+	if err != nil {
+		a.reloadFailed(err)
 		return err
 	}
+	// Swap: the API, the webhook resolver and the dispatcher's plan see the
+	// new configuration from here on.
 	a.state.Store(next)
 	a.api.SetState(api.NewState(next.cfg, next.rules))
 	a.poolsMu.Lock()
 	a.dispatch.SetPlan(a.plan(next.cfg))
 	a.poolsMu.Unlock()
-	if err := a.applyRates(ctx, prev.cfg, next.cfg); err != nil {
-		// The new rates apply to newly accepted messages anyway (enqueue
-		// carries the rate); report, but the reload itself stands.
-		a.log.Warn("updating per-number rates of queued messages failed; they apply from the next message", "err", err)
-	}
-	a.reloadOK.Set(1)
-	a.reloadTS.SetToCurrentTime()
-	a.log.Info("configuration reloaded", "summary", next.cfg.Summary())
-	return nil
-}
-
-// applyCarriers brings the pools in line with cfg: existing carriers update
-// their bind set in place, new ones connect, removed ones close after
-// finishing their window.
-func (a *App) applyCarriers(ctx context.Context, cfg *config.Config) error {
-	a.poolsMu.Lock()
-	defer a.poolsMu.Unlock()
-	keep := make(map[string]bool, len(cfg.Carriers))
-	for _, c := range cfg.Carriers {
-		keep[c.Name] = true
-		if p, ok := a.pools[c.Name]; ok {
-			if err := p.Update(c); err != nil {
-				return fmt.Errorf("carrier %q: %w", c.Name, err)
-			}
-			continue
-		}
-		p, err := smpp.NewPool(smpp.PoolOptions{
-			Carrier:    c,
-			Handler:    a.in,
-			Logger:     a.log,
-			Registerer: a.reg,
-		})
-		if err != nil {
-			return fmt.Errorf("carrier %q: %w", c.Name, err)
-		}
-		a.pools[c.Name] = p
-	}
-	for name, p := range a.pools {
-		if keep[name] {
-			continue
-		}
-		delete(a.pools, name)
+	// Removed carriers finish their window and unbind in the background;
+	// the dispatcher no longer routes to them.
+	for name, p := range retired {
 		a.wg.Go(func() {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
@@ -84,7 +51,82 @@ func (a *App) applyCarriers(ctx context.Context, cfg *config.Config) error {
 			}
 		})
 	}
+	if err := a.applyRates(ctx, prev.cfg, next.cfg); err != nil {
+		// The new rates apply to newly accepted messages anyway (enqueue
+		// carries the rate); report, but the reload itself stands.
+		a.log.Warn("updating per-number rates of queued messages failed; they apply from the next message", "err", err)
+	}
+	a.reloadOK.Set(1)
+	a.reloadTS.SetToCurrentTime()
+	a.reloads.WithLabelValues("success").Inc()
+	a.log.Info("configuration reloaded", "path", a.opts.ConfigPath, "summary", next.cfg.Summary())
 	return nil
+}
+
+// reloadFailed records a failed reload: metric, and one log line per problem
+// with its key path, then a summary line.
+func (a *App) reloadFailed(err error) {
+	a.reloadOK.Set(0)
+	a.reloads.WithLabelValues("failure").Inc()
+	var ve *config.ValidationError
+	if errors.As(err, &ve) {
+		for _, p := range ve.Problems {
+			a.log.Error("configuration reload: invalid key", "key", p.Path, "problem", p.Message)
+		}
+		a.log.Error("configuration reload failed; nothing changed", "path", a.opts.ConfigPath, "problems", len(ve.Problems))
+		return
+	}
+	a.log.Error("configuration reload failed; nothing changed", "path", a.opts.ConfigPath, "err", err)
+}
+
+// applyCarriers brings the pools in line with cfg: new carriers connect
+// first (if one cannot be created, those already created are closed and
+// nothing changed), then existing carriers update their bind set in place
+// (unchanged binds stay bound). It returns the pools of removed carriers,
+// already taken out of a.pools, for the caller to close once the new plan
+// is in force.
+func (a *App) applyCarriers(cfg *config.Config) (retired map[string]*smpp.Pool, err error) {
+	a.poolsMu.Lock()
+	defer a.poolsMu.Unlock()
+	created := make(map[string]*smpp.Pool)
+	for _, c := range cfg.Carriers {
+		if _, ok := a.pools[c.Name]; ok {
+			continue
+		}
+		p, err := a.newPool(c)
+		if err != nil {
+			for _, p := range created {
+				_ = p.Close(context.Background())
+			}
+			return nil, fmt.Errorf("carrier %q: %w", c.Name, err)
+		}
+		created[c.Name] = p
+	}
+	// Pool.Update validates before it changes anything; the configuration
+	// was validated as a whole already, so a failure here is unexpected.
+	for _, c := range cfg.Carriers {
+		if p, ok := a.pools[c.Name]; ok {
+			if err := p.Update(c); err != nil {
+				for _, p := range created {
+					_ = p.Close(context.Background())
+				}
+				return nil, fmt.Errorf("carrier %q: %w", c.Name, err)
+			}
+		}
+	}
+	keep := make(map[string]bool, len(cfg.Carriers))
+	for _, c := range cfg.Carriers {
+		keep[c.Name] = true
+	}
+	retired = make(map[string]*smpp.Pool)
+	for name, p := range a.pools {
+		if !keep[name] {
+			retired[name] = p
+			delete(a.pools, name)
+		}
+	}
+	maps.Copy(a.pools, created)
+	return retired, nil
 }
 
 // applyRates writes every number whose rate changed into the queue, so

@@ -23,18 +23,40 @@ import (
 const usage = `smsgate — SMPP/carrier SMS gateway with compliance at the edge.
 
 Usage:
-  smsgate -config FILE                 run the daemon (alias: smsgate serve -config FILE)
-  smsgate check-config -config FILE    validate FILE; print every problem with its key path
+  smsgate [serve] [flags]              run the daemon ("serve" may be left out)
+  smsgate check-config -config FILE    validate FILE; print every problem with its key path, exit 1 on error
   smsgate hash-key                     read an API key or admin token on stdin, print its SHA-256
   smsgate simulate [flags]             run the SMSC simulator (a carrier stand-in)
-  smsgate -help                        this text; "smsgate CMD -help" shows a command's flags
+  smsgate help                         this text; "smsgate CMD -help" shows a command's flags
+
+Flags of serve:
+  -config FILE         configuration file (TOML); default smsgate.toml
+  -log-format FORMAT   text | json; overrides [log] format
+  -log-level LEVEL     debug | info | warn | error; overrides [log] level
+  -lame-duck DURATION  on SIGTERM keep serving with /readyz 503 this long before
+                       closing the API (counts against [shutdown] grace); default 0s
+
+Flags of simulate:
+  -listen ADDR (127.0.0.1:2775)  -system-id ID (smsgate)  -password PW (secret)
+  -receipt-delay D  -decimal-ids  -max-tps N  -error-rate F  -error-status 0x45
 
 Signals while serving: SIGHUP reloads the configuration (a bad file changes
-nothing); SIGTERM or SIGINT drain and stop within [shutdown] grace.
+nothing, see smsgate_config_last_reload_successful); SIGTERM or SIGINT drain
+and stop within [shutdown] grace (readiness fails first, the SMPP window in
+flight finishes, binds unbind); a second SIGTERM/SIGINT exits at once.
+
+Exit status: 0 after a clean stop, 1 on error, 2 on bad flags.
+Operations guide: docs/OPERATIONS.md.
 `
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		// After the first signal started a graceful stop, restore the
+		// default action: a second SIGTERM/SIGINT ends the process at once.
+		<-ctx.Done()
+		stop()
+	}()
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	var ec exitCode
@@ -81,8 +103,10 @@ func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
-		fmt.Fprintf(stderr, "\nFlags of %s:\n", name)
-		fs.PrintDefaults()
+		if name != "serve" { // serve's flags are in usage already
+			fmt.Fprintf(stderr, "\nFlags of %s:\n", name)
+			fs.PrintDefaults()
+		}
 	}
 	return fs
 }
@@ -90,19 +114,26 @@ func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
 	path := fs.String("config", "smsgate.toml", "configuration `file` (TOML)")
+	logFormat := fs.String("log-format", "", "log `format`: text or json (default: [log] format)")
+	logLevel := fs.String("log-level", "", "log `level`: debug, info, warn or error (default: [log] level)")
+	lameDuck := fs.Duration("lame-duck", 0, "on stop, keep serving with /readyz 503 this `long` before closing the API")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return exitCode(2)
 	}
-	a, err := app.New(app.Options{ConfigPath: *path, LogOutput: stderr})
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "serve: unexpected argument %q\n", fs.Arg(0))
+		return exitCode(2)
+	}
+	a, err := app.New(app.Options{ConfigPath: *path, LogOutput: stderr, LogFormat: *logFormat, LogLevel: *logLevel, LameDuck: *lameDuck})
 	if err != nil {
 		return err
 	}
 	a.Start()
 	if sim := a.Simulator(); sim != nil {
-		fmt.Fprintf(stderr, "\n%s\n", devBanner(a))
+		fmt.Fprintf(stderr, "\n%s\n\n", devBanner(a))
 	}
 
 	hup := make(chan os.Signal, 1)
@@ -128,7 +159,7 @@ func devBanner(a *app.App) string {
 		"Send a message:",
 		"  curl -s " + api + "/v1/messages -H 'Authorization: Bearer dev-key-acme' \\",
 		`    -H 'Content-Type: application/json' -d '{"from":"+15550001111","to":"+15557654321","text":"Hello from smsgate"}'`,
-		"Watch its status events and the delivery receipt: " + api + "/dev/",
+		"Watch its status events and the delivery receipt: " + api + "/dev/ (JSON: " + api + "/dev/events)",
 		"Metrics: http://" + a.MetricsAddr() + "/metrics",
 	}, "\n")
 }
