@@ -186,11 +186,15 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	settleCtx, cancelSettle := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSettle()
 
-	var pending atomic.Int64
+	// pending: claimed and not yet settled. waiting: claimed and not yet
+	// picked up by a worker, so not yet holding a window slot — the only
+	// part of pending that the binds' free window does not already count.
+	var pending, waiting atomic.Int64
 	var wg sync.WaitGroup
 	for range d.opts.Workers {
 		wg.Go(func() {
 			for c := range jobs {
+				waiting.Add(-1)
 				d.handle(settleCtx, c)
 				pending.Add(-1)
 				d.metrics.inFlight.Dec()
@@ -203,7 +207,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	wg.Go(func() { d.reapLoop(ctx) })
 
-	d.claimLoop(ctx, jobs, &pending)
+	d.claimLoop(ctx, jobs, &pending, &waiting)
 	close(jobs)
 
 	done := make(chan struct{})
@@ -218,7 +222,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	return nil
 }
 
-func (d *Dispatcher) claimLoop(ctx context.Context, jobs chan<- queue.Claimed, pending *atomic.Int64) {
+func (d *Dispatcher) claimLoop(ctx context.Context, jobs chan<- queue.Claimed, pending, waiting *atomic.Int64) {
 	idle := time.NewTimer(0)
 	defer idle.Stop()
 	var lastErr string
@@ -229,7 +233,10 @@ func (d *Dispatcher) claimLoop(ctx context.Context, jobs chan<- queue.Claimed, p
 		default:
 		}
 		plan := d.plan.Load()
-		credit := min(plan.free()-int(pending.Load()), d.opts.Workers-int(pending.Load()), d.opts.Batch)
+		// A message being submitted already holds a window slot (free()
+		// excludes it), so only the waiting ones are subtracted from the
+		// window; subtracting all of pending would keep half of it idle.
+		credit := min(plan.free()-int(waiting.Load()), d.opts.Workers-int(pending.Load()), d.opts.Batch)
 		if credit <= 0 {
 			d.wait(ctx, idle, d.opts.Idle)
 			continue
@@ -254,6 +261,7 @@ func (d *Dispatcher) claimLoop(ctx context.Context, jobs chan<- queue.Claimed, p
 		}
 		for _, c := range claimed {
 			pending.Add(1)
+			waiting.Add(1)
 			d.metrics.inFlight.Inc()
 			jobs <- c // never blocks: pending ≤ Workers = cap(jobs) + busy workers
 		}

@@ -1,0 +1,142 @@
+// Command smsgate-bench is the end-to-end load benchmark of smsgate. It runs
+// the processes a user would run — the built smsgate binary, a durable
+// redis-server (appendonly yes, appendfsync everysec), the SMSC simulator as
+// its own process (smsgate simulate) — plus a webhook sink and a Go load
+// generator inside this process, all on 127.0.0.1, and reports HTTP accept
+// rate and latency, submit_sm and delivery-event rates, CPU per 1,000
+// messages from /proc and smsgate's peak RSS. With -queue-only N it instead
+// measures Redis memory per queued message with no carrier bind up.
+//
+// Usage:
+//
+//	smsgate-bench [-quick] [-n 50000] [-numbers 1000] [-concurrency 64] [-rate R] …
+//	smsgate-bench -queue-only 1000000
+//
+// Every child process is killed when the command exits. The last line of
+// output is the result as one JSON object.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == daemonCommand {
+		// Hidden mode used by -profile: the daemon in this process with
+		// runtime/pprof (smsgate has no pprof endpoint).
+		if err := runProfiledDaemon(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "smsgate-bench daemon:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	opts, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "smsgate-bench:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err = run(ctx, opts, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "smsgate-bench:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the command's flags.
+type options struct {
+	Smsgate        string        // smsgate binary; "" builds one
+	N              int           // messages of the load run
+	Numbers        int           // sender numbers
+	Recipients     int           // recipients per sender number
+	Concurrency    int           // requests in flight
+	Rate           float64       // open-loop target rate (0: closed loop)
+	Binds          int           // SMPP binds to the simulator
+	Window         int           // window of each bind
+	WebhookWorkers int           // [webhook] workers (0: the daemon's default)
+	RedisServer    string        // redis-server binary
+	QueueOnly      int           // memory run: queue this many messages with no bind up
+	Quick          bool          // short development preset
+	Timeout        time.Duration // bound on the whole load run
+	Idle           time.Duration // idle CPU measurement before the load
+	Profile        string        // directory for CPU/alloc profiles (profiled run)
+	Keep           bool          // keep the temporary directory
+	Text           string        // message text
+}
+
+// quickN is the message count of -quick (fits in well under 60 s).
+const quickN = 10000
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("smsgate-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.Smsgate, "smsgate", "", "smsgate `binary` to run (default: go build ./cmd/smsgate into a temp dir)")
+	fs.IntVar(&o.N, "n", 50000, "messages to send")
+	fs.IntVar(&o.Numbers, "numbers", 1000, "sender numbers (short codes, rate 1000/s each: rates do not bind)")
+	fs.IntVar(&o.Recipients, "recipients", 5, "recipients per sender number (the first message of each pair is preceded by a notice)")
+	fs.IntVar(&o.Concurrency, "concurrency", 64, "HTTP requests in flight")
+	fs.Float64Var(&o.Rate, "rate", 0, "open-loop target rate in requests/s (0: closed loop); latency is measured from each request's scheduled time")
+	fs.IntVar(&o.Binds, "binds", 2, "SMPP binds to the simulator")
+	fs.IntVar(&o.Window, "window", 50, "window of each bind")
+	fs.IntVar(&o.WebhookWorkers, "webhook-workers", 0, "[webhook] workers of the daemon (0: its default)")
+	fs.StringVar(&o.RedisServer, "redis-server", "/usr/bin/redis-server", "redis-server `binary`")
+	fs.IntVar(&o.QueueOnly, "queue-only", 0, "memory run: queue `N` messages with no carrier bind up and report Redis memory per message")
+	fs.BoolVar(&o.Quick, "quick", false, fmt.Sprintf("development preset: -n %d unless -n is given", quickN))
+	fs.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "give up waiting for the last event after this long")
+	fs.DurationVar(&o.Idle, "idle", 2*time.Second, "measure the idle CPU of smsgate and redis-server for this long before the load (0: skip)")
+	fs.StringVar(&o.Profile, "profile", "", "profiled run: write daemon CPU and allocation profiles (and a perf profile of redis-server when perf is installed) to `dir`; figures are then not representative")
+	fs.BoolVar(&o.Keep, "keep", false, "keep the temporary directory (config, logs, redis data)")
+	fs.StringVar(&o.Text, "text", "Reminder: your appointment is tomorrow at 10:00. Reply C to confirm.", "message text")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	nSet := false
+	fs.Visit(func(f *flag.Flag) { nSet = nSet || f.Name == "n" })
+	if o.Quick && !nSet {
+		o.N = quickN
+	}
+	var errs []error
+	positive := func(name string, v int) {
+		if v <= 0 {
+			errs = append(errs, fmt.Errorf("-%s must be positive, got %d", name, v))
+		}
+	}
+	positive("n", o.N)
+	positive("numbers", o.Numbers)
+	positive("recipients", o.Recipients)
+	positive("concurrency", o.Concurrency)
+	positive("binds", o.Binds)
+	positive("window", o.Window)
+	if o.Rate < 0 {
+		errs = append(errs, fmt.Errorf("-rate must not be negative, got %v", o.Rate))
+	}
+	if o.QueueOnly < 0 {
+		errs = append(errs, fmt.Errorf("-queue-only must not be negative, got %d", o.QueueOnly))
+	}
+	if o.WebhookWorkers < 0 {
+		errs = append(errs, fmt.Errorf("-webhook-workers must not be negative, got %d", o.WebhookWorkers))
+	}
+	if o.Timeout <= 0 {
+		errs = append(errs, fmt.Errorf("-timeout must be positive, got %v", o.Timeout))
+	}
+	if o.Text == "" {
+		errs = append(errs, errors.New("-text must not be empty"))
+	}
+	return o, errors.Join(errs...)
+}

@@ -1,0 +1,282 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/smsgate/smsgate/config"
+)
+
+func TestParseFlags(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		check   func(t *testing.T, o options)
+		wantErr string
+	}{
+		{name: "defaults", args: nil, check: func(t *testing.T, o options) {
+			require.Equal(t, 50000, o.N)
+			require.Equal(t, 1000, o.Numbers)
+			require.Equal(t, 64, o.Concurrency)
+			require.Equal(t, 2, o.Binds)
+			require.Equal(t, 50, o.Window)
+			require.Zero(t, o.Rate)
+			require.Zero(t, o.QueueOnly)
+		}},
+		{name: "quick sets n", args: []string{"-quick"}, check: func(t *testing.T, o options) {
+			require.Equal(t, quickN, o.N)
+		}},
+		{name: "explicit n wins over quick", args: []string{"-n", "777", "-quick"}, check: func(t *testing.T, o options) {
+			require.Equal(t, 777, o.N)
+		}},
+		{name: "open loop and memory run", args: []string{"-rate", "8400", "-queue-only", "1000000"}, check: func(t *testing.T, o options) {
+			require.Equal(t, 8400.0, o.Rate)
+			require.Equal(t, 1000000, o.QueueOnly)
+		}},
+		{name: "every bad value reported", args: []string{"-n", "0", "-concurrency", "-1", "-rate", "-5"},
+			wantErr: "-n must be positive, got 0\n-concurrency must be positive, got -1\n-rate must not be negative, got -5"},
+		{name: "stray argument", args: []string{"extra"}, wantErr: `unexpected argument "extra"`},
+		{name: "unknown flag", args: []string{"-nope"}, wantErr: "flag provided but not defined: -nope"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := parseFlags(tc.args, io.Discard)
+			if tc.wantErr != "" {
+				require.EqualError(t, err, tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			tc.check(t, o)
+		})
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	ms := func(v ...int) []time.Duration {
+		out := make([]time.Duration, len(v))
+		for i, x := range v {
+			out[i] = time.Duration(x) * time.Millisecond
+		}
+		return out
+	}
+	hundred := make([]time.Duration, 100)
+	for i := range hundred {
+		hundred[i] = time.Duration(i+1) * time.Millisecond
+	}
+	tests := []struct {
+		name   string
+		sorted []time.Duration
+		p      float64
+		want   time.Duration
+	}{
+		{"empty", nil, 50, 0},
+		{"single", ms(7), 99, 7 * time.Millisecond},
+		{"median of four is the second", ms(1, 2, 3, 4), 50, 2 * time.Millisecond},
+		{"p99 of 1..100", hundred, 99, 99 * time.Millisecond},
+		{"p50 of 1..100", hundred, 50, 50 * time.Millisecond},
+		{"p99.9 of 1..100 is the max", hundred, 99.9, 100 * time.Millisecond},
+		{"p100 is the max", ms(1, 5, 9), 100, 9 * time.Millisecond},
+		{"tiny p is the min", ms(3, 5, 9), 0.1, 3 * time.Millisecond},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, percentile(tc.sorted, tc.p))
+		})
+	}
+	st := summarize(ms(5, 1, 4, 2, 3))
+	require.Equal(t, 3*time.Millisecond, st.P50)
+	require.Equal(t, 5*time.Millisecond, st.Max)
+}
+
+func TestParseStat(t *testing.T) {
+	// Field 2 with spaces and a ')' inside, as a process may name itself.
+	line := "4242 (redis-server (x) *:6379) S 1 4242 4242 0 -1 4194560 1234 0 0 0 250 75 3 2 20 0 5 0 1000 100000 2000 18446744073709551615"
+	c, err := parseStat(line)
+	require.NoError(t, err)
+	require.Equal(t, 2500*time.Millisecond, c.User)
+	require.Equal(t, 750*time.Millisecond, c.System)
+	require.Equal(t, 30*time.Millisecond, c.ChildUser)
+	require.Equal(t, 20*time.Millisecond, c.ChildSystem)
+	require.Equal(t, 3300*time.Millisecond, c.Total())
+	d := c.Sub(cpuTimes{User: time.Second, System: 250 * time.Millisecond})
+	require.Equal(t, 1500*time.Millisecond, d.User)
+	require.Equal(t, 500*time.Millisecond, d.System)
+
+	_, err = parseStat("4242 no parenthesis")
+	require.Error(t, err)
+	_, err = parseStat("1 (x) S 1 2 3")
+	require.ErrorContains(t, err, "fields after the command name")
+	_, err = parseStat("1 (x) S 1 1 1 0 -1 0 0 0 0 0 abc 1 1 1")
+	require.ErrorContains(t, err, "field 14")
+}
+
+func TestParseStatusKB(t *testing.T) {
+	status := "Name:\tsmsgate\nVmPeak:\t 1875636 kB\nVmHWM:\t   57812 kB\nVmRSS:\t   29708 kB\nThreads:\t12\n"
+	v, err := parseStatusKB(status, "VmHWM")
+	require.NoError(t, err)
+	require.Equal(t, int64(57812*1024), v)
+	_, err = parseStatusKB(status, "VmSwap")
+	require.ErrorContains(t, err, "no VmSwap line")
+	_, err = parseStatusKB(status, "Threads")
+	require.ErrorContains(t, err, "unexpected value")
+}
+
+func TestParseMetrics(t *testing.T) {
+	text := `# HELP smsgate_smpp_submit_sm_total submit_sm answered.
+# TYPE smsgate_smpp_submit_sm_total counter
+smsgate_smpp_submit_sm_total{carrier="sim",status="ESME_ROK"} 1234
+smsgate_smpp_submit_sm_total{carrier="other",status="ESME_ROK"} 6
+smsgate_smpp_submit_sm_total{carrier="sim",status="timeout"} 2
+smsgate_queue_enqueued_total{kind="notice"} 5000
+go_goroutines 87
+process_start_time_seconds 1.7959910840549326e+09
+`
+	s, err := parseMetrics(text)
+	require.NoError(t, err)
+	require.Len(t, s, 6)
+	require.Equal(t, 1240.0, submitsOK(s))
+	require.Equal(t, 1242.0, sum(s, "smsgate_smpp_submit_sm_total", nil))
+	require.Equal(t, 1236.0, sum(s, "smsgate_smpp_submit_sm_total", map[string]string{"carrier": "sim"}))
+	require.Equal(t, 5000.0, sum(s, "smsgate_queue_enqueued_total", map[string]string{"kind": "notice"}))
+	require.Equal(t, 87.0, sum(s, "go_goroutines", nil))
+	require.Zero(t, sum(s, "missing", nil))
+
+	_, err = parseMetrics("x{a=\"b\" 1\n")
+	require.Error(t, err)
+	_, err = parseMetrics("x{a=\"b\"} notanumber\n")
+	require.Error(t, err)
+}
+
+func TestReached(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	pts := []point{{At: t0, Value: 0}, {At: t0.Add(100 * time.Millisecond), Value: 50}, {At: t0.Add(200 * time.Millisecond), Value: 150}}
+	at, ok := reached(pts, 100)
+	require.True(t, ok)
+	require.Equal(t, t0.Add(150*time.Millisecond), at) // halfway between 50 and 150
+	at, ok = reached(pts, 0)
+	require.True(t, ok)
+	require.Equal(t, t0, at)
+	_, ok = reached(pts, 151)
+	require.False(t, ok)
+}
+
+func TestInfoFields(t *testing.T) {
+	info := "# Memory\r\nused_memory:1048576\r\nused_memory_human:1.00M\r\n"
+	v, err := infoField(info, "used_memory")
+	require.NoError(t, err)
+	require.Equal(t, int64(1048576), v)
+	_, err = infoField(info, "used_memory_human")
+	require.Error(t, err)
+	_, err = infoField(info, "maxmemory")
+	require.Error(t, err)
+
+	cs := parseCommandStats("# Commandstats\r\ncmdstat_get:calls=10,usec=20,usec_per_call=2.00,rejected_calls=0,failed_calls=0\r\n" +
+		"cmdstat_evalsha:calls=5,usec=500,usec_per_call=100.00,rejected_calls=0,failed_calls=0\r\n")
+	require.Equal(t, []cmdStat{{Name: "evalsha", Calls: 5, Usec: 500}, {Name: "get", Calls: 10, Usec: 20}}, cs)
+}
+
+func TestPlan(t *testing.T) {
+	p := newPlan(3, 2, `Say "hi" ✓`)
+	require.Equal(t, []string{"+15551000000", "+15551000001", "+15551000002"}, p.numbers)
+	pairs := map[[2]string]bool{}
+	for i := range 12 {
+		from, to := p.route(i)
+		require.Equal(t, p.numbers[i%3], from)
+		pairs[[2]string{from, to}] = true
+		if i == 5 {
+			require.Len(t, pairs, 6, "the first numbers×recipients messages open distinct conversations")
+		}
+	}
+	require.Len(t, pairs, 6, "later messages reuse them")
+	require.Equal(t, 6, p.conversations(100))
+	require.Equal(t, 4, p.conversations(4))
+
+	bodies := p.bodies(4)
+	var req struct{ From, To, Text, ClientRef string }
+	require.NoError(t, json.Unmarshal(bodies[3], &req))
+	require.Equal(t, `Say "hi" ✓`, req.Text)
+	i, ok := parseClientRef(clientRef(3))
+	require.True(t, ok)
+	require.Equal(t, 3, i)
+	_, ok = parseClientRef("")
+	require.False(t, ok)
+	_, ok = parseClientRef("bx")
+	require.False(t, ok)
+}
+
+// TestConfigValid checks that the generated configuration passes the
+// daemon's own strict parsing and validation.
+func TestConfigValid(t *testing.T) {
+	for _, unreachable := range []bool{false, true} {
+		text := configTOML(daemonConfig{
+			HTTPPort: 18080, MetricsPort: 19090, RedisPort: 16379, SinkURL: "http://127.0.0.1:9999/events",
+			SMSCHost: "127.0.0.1", SMSCPort: 2775, Binds: 2, Window: 50, WebhookWorkers: 16,
+			MaxPerNumber: 100000, Numbers: newPlan(3, 5, "x").numbers, Unreachable: unreachable,
+		})
+		cfg, err := config.Parse([]byte(text))
+		require.NoError(t, err, text)
+		require.Len(t, cfg.Orgs, 1)
+		require.Len(t, cfg.Orgs[0].Numbers, 3)
+		require.Len(t, cfg.Carriers[0].Binds, 2)
+		require.Equal(t, 16, cfg.Webhook.Workers)
+		_, num, ok := cfg.Number("+15551000002")
+		require.True(t, ok)
+		require.True(t, num.Registered)
+		require.Equal(t, 1000.0, num.EffectiveRate())
+	}
+}
+
+func TestSinkCounts(t *testing.T) {
+	s := &sink{byKind: map[string]int{}, delivered: make([]bool, 3)}
+	post := func(body string) {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/events", strings.NewReader(body)))
+		require.Equal(t, http.StatusNoContent, rec.Code)
+	}
+	ev := func(status, ref string) string {
+		var b bytes.Buffer
+		_ = json.NewEncoder(&b).Encode(map[string]any{"id": "evt_1", "type": "message.status",
+			"data": map[string]string{"id": "msg_1", "status": status, "client_ref": ref}})
+		return b.String()
+	}
+	post(ev("sent", "b0"))
+	post(ev("delivered", "b0"))
+	post(ev("delivered", "b0")) // at-least-once: a repeat
+	post(ev("delivered", "b2"))
+	post(ev("delivered", ""))   // a notice
+	post(ev("delivered", "b9")) // out of range
+	post(`{"type":"message.received","data":{}}`)
+	post(`not json`)
+	c := s.counts()
+	require.Equal(t, 2, c.UserDelivered)
+	require.Equal(t, 1, c.DupDelivered)
+	require.Equal(t, 1, c.NoticeDelivered)
+	require.Equal(t, 2, c.Bad)
+	require.Equal(t, 8, c.Total)
+	require.Equal(t, map[string]int{"message.status:sent": 1, "message.status:delivered": 5, "message.received": 1}, c.ByKind)
+	require.False(t, c.LastDelivered.IsZero())
+}
+
+func TestReport(t *testing.T) {
+	r := &Result{Mode: "e2e", Params: Params{N: 10, Numbers: 2, Recipients: 5, Concurrency: 4, Rate: 9000, Binds: 2, Window: 50},
+		Accepted: 10, AcceptRate: 9000, P99Ms: 4, SubmitRate: 9000, DeliveredRate: 100, CPU: CPU{TotalPer1k: 0.5}}
+	var b bytes.Buffer
+	require.NoError(t, report(&b, r))
+	out := b.String()
+	require.Contains(t, out, "≤ 10 ms at ≥ 8400/s: met")
+	require.Contains(t, out, "≥ 8400: met")
+	require.Contains(t, out, "≥ 8100: missed")
+	require.Contains(t, out, "≤ 0.12: missed")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var back Result
+	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &back), "the last line is the JSON result")
+	require.Equal(t, 10, back.Accepted)
+}

@@ -1,0 +1,125 @@
+package router
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/smsgate/smsgate/config"
+	"github.com/smsgate/smsgate/message"
+	"github.com/smsgate/smsgate/queue"
+	"github.com/smsgate/smsgate/smpp"
+)
+
+// listQueue hands out a fixed list of messages and records acks.
+type listQueue struct {
+	mu    sync.Mutex
+	left  []queue.Claimed
+	acked atomic.Int64
+}
+
+func (q *listQueue) Claim(_ context.Context, max int) ([]queue.Claimed, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := min(max, len(q.left))
+	out := q.left[:n:n]
+	q.left = q.left[n:]
+	return out, nil
+}
+
+func (q *listQueue) Ack(context.Context, queue.Claimed, []string) error {
+	q.acked.Add(1)
+	return nil
+}
+
+func (q *listQueue) Retry(context.Context, queue.Claimed, time.Duration, message.Error) error {
+	return nil
+}
+func (q *listQueue) Requeue(context.Context, queue.Claimed) error             { return nil }
+func (q *listQueue) Fail(context.Context, queue.Claimed, message.Error) error { return nil }
+func (q *listQueue) Reap(context.Context) (int, error)                        { return 0, nil }
+
+// windowCarrier is one bind with a window: Submit holds a slot until the
+// test releases it, like a carrier that has not answered yet.
+type windowCarrier struct {
+	sem      chan struct{}
+	release  chan struct{}
+	answered atomic.Int64 // submissions that returned and freed their slot
+	mu       sync.Mutex
+	peak     int
+}
+
+func (c *windowCarrier) Submit(ctx context.Context, _ smpp.Submission) smpp.Result {
+	select {
+	case c.sem <- struct{}{}:
+	case <-ctx.Done():
+		return smpp.Result{Outcome: smpp.Temporary, Err: ctx.Err()}
+	}
+	c.mu.Lock()
+	c.peak = max(c.peak, len(c.sem))
+	c.mu.Unlock()
+	defer func() { <-c.sem; c.answered.Add(1) }()
+	select {
+	case <-c.release:
+		return smpp.Result{Outcome: smpp.OK, CarrierIDs: []string{"1"}}
+	case <-ctx.Done():
+		return smpp.Result{Outcome: smpp.Unknown, Err: ctx.Err()}
+	}
+}
+
+func (c *windowCarrier) Up() bool  { return true }
+func (c *windowCarrier) Free() int { return cap(c.sem) - len(c.sem) }
+
+func (c *windowCarrier) inFlight() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.peak
+}
+
+// TestDispatcherFillsWindow: messages being submitted already hold window
+// slots, so the dispatcher must keep claiming until the whole window is in
+// flight, not stop at half of it.
+func TestDispatcherFillsWindow(t *testing.T) {
+	const window, n = 20, 60
+	q := &listQueue{}
+	for i := range n {
+		q.left = append(q.left, queue.Claimed{Msg: message.Message{ID: "m" + string(rune('A'+i)), From: "+15550001111", To: "+15557654321"}})
+	}
+	carrier := &windowCarrier{sem: make(chan struct{}, window), release: make(chan struct{})}
+	cfg := &config.Config{Routes: []config.Route{{Prefix: "+", Carrier: "sim"}}}
+	d, err := NewDispatcher(DispatcherOptions{
+		Queue:        q,
+		Plan:         &Plan{Table: NewTable(cfg), Carriers: map[string]Carrier{"sim": carrier}},
+		Workers:      2 * window,
+		Idle:         time.Millisecond,
+		DrainTimeout: 100 * time.Millisecond,
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	full := func() bool { return len(carrier.sem) == window }
+	require.Eventually(t, full, 5*time.Second, time.Millisecond, "the window never filled")
+	// Answer a quarter of the window: the dispatcher must claim again and
+	// fill it, not wait until half of it is free.
+	for range window / 4 {
+		carrier.release <- struct{}{}
+	}
+	require.Eventually(t, func() bool { return carrier.answered.Load() == window/4 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, full, 5*time.Second, time.Millisecond,
+		"the window was not refilled after answers: %d of %d in flight", len(carrier.sem), window)
+	// Release every submission; all messages are sent and acked.
+	go func() {
+		for range n - window/4 {
+			carrier.release <- struct{}{}
+		}
+	}()
+	require.Eventually(t, func() bool { return q.acked.Load() == n }, 5*time.Second, time.Millisecond)
+	require.LessOrEqual(t, carrier.inFlight(), window)
+}
