@@ -36,6 +36,7 @@ type daemon struct {
 	sink   *testharness.WebhookSink
 	path   string
 	prefix string
+	edit   func(string) string
 }
 
 func configText(simAddr, sinkURL, prefix, extraNumbers string) string {
@@ -88,13 +89,20 @@ api_key_sha256 = [%q]
 
 func startDaemon(t *testing.T) *daemon {
 	t.Helper()
+	return startDaemonWith(t, nil)
+}
+
+// startDaemonWith is startDaemon with the generated config text passed
+// through edit first (nil: unchanged).
+func startDaemonWith(t *testing.T, edit func(string) string) *daemon {
+	t.Helper()
 	sim, err := testharness.NewSimulator(testharness.SimOptions{})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = sim.Close() })
 	sink := testharness.NewWebhookSink(t)
 	prefix := testharness.RedisPrefix(t)
 
-	d := &daemon{t: t, sim: sim, sink: sink, prefix: prefix, path: filepath.Join(t.TempDir(), "smsgate.toml")}
+	d := &daemon{t: t, sim: sim, sink: sink, prefix: prefix, path: filepath.Join(t.TempDir(), "smsgate.toml"), edit: edit}
 	d.writeConfig("")
 	var logOut io.Writer = io.Discard
 	if os.Getenv("SMSGATE_TEST_LOG") != "" {
@@ -114,7 +122,11 @@ func startDaemon(t *testing.T) *daemon {
 
 func (d *daemon) writeConfig(extraNumbers string) {
 	d.t.Helper()
-	require.NoError(d.t, os.WriteFile(d.path, []byte(configText(d.sim.Addr(), d.sink.URL(), d.prefix, extraNumbers)), 0o600))
+	text := configText(d.sim.Addr(), d.sink.URL(), d.prefix, extraNumbers)
+	if d.edit != nil {
+		text = d.edit(text)
+	}
+	require.NoError(d.t, os.WriteFile(d.path, []byte(text), 0o600))
 }
 
 // do sends a request with the API key (or admin token for /admin paths) and
@@ -317,4 +329,25 @@ func TestReloadAddsNumberAndBadConfigChangesNothing(t *testing.T) {
 	require.Contains(t, stats, "depth")
 	require.Contains(t, stats, "top")
 	require.Equal(t, 1, d.sim.ActiveBinds(), "the bind stayed up through both reloads")
+}
+
+func TestPprofOnlyWhenEnabled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	for _, enabled := range []bool{false, true} {
+		t.Run(fmt.Sprint(enabled), func(t *testing.T) {
+			d := startDaemonWith(t, func(s string) string {
+				return strings.Replace(s, "[metrics]\n", fmt.Sprintf("[metrics]\npprof = %v\n", enabled), 1)
+			})
+			resp, err := http.Get("http://" + d.app.MetricsAddr() + "/debug/pprof/")
+			require.NoError(t, err)
+			resp.Body.Close()
+			want := http.StatusNotFound
+			if enabled {
+				want = http.StatusOK
+			}
+			require.Equal(t, want, resp.StatusCode)
+		})
+	}
 }

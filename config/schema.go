@@ -36,6 +36,10 @@ type HTTP struct {
 // Metrics is the Prometheus listener.
 type Metrics struct {
 	Listen string `toml:"listen"` // default 127.0.0.1:9090
+	// Pprof serves Go's /debug/pprof/ profiles on the metrics listener
+	// (default false): CPU, heap, allocation, block and mutex profiles for
+	// finding where time goes. Keep the listener private when it is on.
+	Pprof bool `toml:"pprof"`
 }
 
 // Admin protects the admin endpoints.
