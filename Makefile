@@ -5,7 +5,7 @@ PKGS      := ./...
 FUZZTIME  ?= 5s
 BENCHTIME ?= 2s
 
-.PHONY: all build run test test-short bench bench-quick lint fuzz clean
+.PHONY: all build run test test-short test-faults bench bench-micro bench-e2e bench-quick lint fuzz clean
 
 all: lint test
 
@@ -23,12 +23,25 @@ test:
 test-short:
 	$(GO) test -count=1 -short $(PKGS)
 
-## bench: the hot-path benchmarks; figures go to docs/BENCHMARKS.md
-bench:
+## test-faults: the fault suite (real binary, Redis restarts, SIGKILL, proxies); ~5 min
+test-faults:
+	SMSGATE_FAULTS=1 $(GO) test -race -count=1 -timeout 30m -v ./testharness/faults/...
+
+## bench: hot-path micro-benchmarks, then the end-to-end runs; figures in docs/BENCHMARKS.md
+bench: bench-micro bench-e2e
+
+bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
 
+## bench-e2e: end-to-end load run (real binary, redis-server with AOF, simulator process)
+## and the Redis memory run (1,000,000 queued messages)
+bench-e2e:
+	$(GO) run ./cmd/smsgate-bench
+	$(GO) run ./cmd/smsgate-bench -queue-only 1000000
+
+## bench-quick: a ~30 s end-to-end run for development
 bench-quick:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 200ms $(PKGS)
+	$(GO) run ./cmd/smsgate-bench -quick
 
 ## lint: vet, formatting, and a tidy module
 lint:
