@@ -1,0 +1,43 @@
+// Package smpp connects smsgate to carrier SMSCs over SMPP 3.4.
+//
+// It uses gosmpp's pdu codec only; connections, windows and timers are its
+// own (see docs/DESIGN "SMPP library"). Nothing outside smpp/ and
+// testharness/ imports gosmpp.
+//
+// A Pool holds the binds of one carrier. Each bind dials (TCP, or TLS with
+// certificate verification and an optional CA file), binds as transceiver or
+// as a transmitter+receiver pair within BindTimeout, and runs per connection
+// one reader, one buffered writer (batched flushes), one keeper (enquire_link
+// every EnquireLink; a link whose enquire_link is unanswered after
+// ResponseTimeout is dead) and a few inbound workers. It answers the SMSC's
+// enquire_link and unbind, answers an unknown command id with generic_nack
+// ESME_RINVCMDID and stays bound, and closes only when framing is lost (a
+// command_length under 16 or over 64 KiB). A lost or refused bind is retried
+// with exponential backoff from ReconnectMin to ReconnectMax with equal
+// jitter. In transmitter+receiver mode the pair is one unit: when either
+// connection drops, both are re-established.
+//
+// Window: at most Window submit_sm in flight per bind (a blocking
+// semaphore; the slot is freed by whatever finishes the request: response,
+// generic_nack, response timeout, or loss of the connection). Sequence
+// numbers are per connection. Every request sent is finished exactly once;
+// unanswered ones come back as Outcome Unknown, never silently.
+//
+// Throughput: see limiter (strict pacing at the configured rate, AIMD on
+// ESME_RTHROTTLED / ESME_RMSGQFUL, also when the configured rate is 0).
+//
+// Segmentation uses package message: UDH (8-bit reference, one counter per
+// destination hash bucket), SAR TLVs, or one message_payload, per carrier
+// long_messages; data_coding 0 (GSM-7, packed only with gsm7_packed) or 8
+// (UCS-2); registered_delivery 1 on every part; validity_period as absolute
+// UTC time. Addresses: "+digits" go out as TON 1 / NPI 1 without the "+";
+// other digits as TON 0 / NPI 1; anything else as alphanumeric (TON 5).
+//
+// Inbound deliver_sm are receipts (esm_class bit 0x04, a
+// receipted_message_id TLV, or a text starting "id:" with a "stat:" field)
+// or MO messages. The deliver_sm_resp is sent after the Handler returns:
+// ESME_ROK, or ESME_RX_T_APPN when it failed so the carrier redelivers. For
+// multipart MO acknowledgement and the reassembly timeout see reassembler.
+// Carrier message ids are passed on as received; compare them with
+// NormalizeID.
+package smpp

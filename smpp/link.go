@@ -1,0 +1,444 @@
+package smpp
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/linxGnu/gosmpp/data"
+	"github.com/linxGnu/gosmpp/pdu"
+)
+
+// Errors that end a link.
+var (
+	errDeadLink     = errors.New("smpp: dead link: no enquire_link_resp in time")
+	errFraming      = errors.New("smpp: framing lost: bad command_length")
+	errUnbound      = errors.New("smpp: unbound by the SMSC")
+	errLocalClose   = errors.New("smpp: closed locally")
+	errWriteTimeout = errors.New("smpp: write timeout")
+)
+
+type reqKind uint8
+
+const (
+	kindSubmit reqKind = iota
+	kindBind
+	kindEnquire
+	kindUnbind
+)
+
+// request is one PDU we sent and await a response for. Exactly one party
+// finishes it: whoever removes it from the link's in-flight map.
+type request struct {
+	kind     reqKind
+	seq      uint32
+	sent     time.Time
+	deadline time.Time
+	done     chan struct{} // capacity 1: finish never blocks
+
+	status uint32
+	msgID  string
+	err    error // ErrTimeout, ErrLinkLost
+
+	b *bind // submit: the bind whose window slot this holds
+}
+
+var requestPool = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
+
+func getRequest(kind reqKind, b *bind) *request {
+	r := requestPool.Get().(*request)
+	r.kind, r.b = kind, b
+	return r
+}
+
+// putRequest recycles a request whose done signal has been received.
+func putRequest(r *request) {
+	r.status, r.msgID, r.err, r.b = 0, "", nil, nil
+	requestPool.Put(r)
+}
+
+func (r *request) finish(status uint32, msgID string, err error) {
+	r.status, r.msgID, r.err = status, msgID, err
+	if r.kind == kindSubmit && r.b != nil {
+		r.b.answered(r)
+	}
+	r.done <- struct{}{}
+}
+
+// inboundPDU is a deliver_sm handed from the reader to the inbound workers.
+type inboundPDU struct {
+	d   *pdu.DeliverSM
+	esm byte // esm_class as received (the UDHI bit is cleared in d)
+	dc  byte // data_coding as received
+}
+
+// link is one SMPP connection: one reader, one buffered writer, one keeper
+// (enquire_link and response timeouts) and a few inbound workers.
+type link struct {
+	b    *bind
+	role string // trx, tx or rx
+	conn net.Conn
+	log  *slog.Logger
+
+	out     chan []byte // frames to write; nil = flush, then close (after unbind_resp)
+	inbound chan inboundPDU
+	seq     atomic.Uint32
+	bound   atomic.Bool
+
+	mu       sync.Mutex
+	inflight map[uint32]*request
+	closed   bool
+	cause    error
+
+	ctx    context.Context // cancelled when the link closes (handlers)
+	cancel context.CancelFunc
+	done   chan struct{}
+	wg     sync.WaitGroup
+}
+
+const inboundWorkers = 4
+
+func newLink(b *bind, role string, conn net.Conn) *link {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &link{
+		b:        b,
+		role:     role,
+		conn:     conn,
+		log:      b.log.With("link", role),
+		out:      make(chan []byte, b.cfg.Window+64),
+		inbound:  make(chan inboundPDU, 64),
+		inflight: make(map[uint32]*request, b.cfg.Window+4),
+		ctx:      ctx,
+		cancel:   cancel,
+		done:     make(chan struct{}),
+	}
+	return l
+}
+
+func (l *link) start() {
+	l.wg.Add(3 + inboundWorkers)
+	go l.reader()
+	go l.writer()
+	go l.keeper()
+	for range inboundWorkers {
+		go l.worker()
+	}
+}
+
+// close ends the link once; every unanswered request finishes with
+// ErrLinkLost. It does not wait for the goroutines (see wait).
+func (l *link) close(cause error) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.closed = true
+	l.cause = cause
+	pending := l.inflight
+	l.inflight = nil
+	l.mu.Unlock()
+
+	l.cancel()
+	close(l.done)
+	_ = l.conn.Close()
+	for _, r := range pending {
+		r.finish(0, "", ErrLinkLost)
+	}
+}
+
+// wait blocks until every goroutine of the link has returned.
+func (l *link) wait() { l.wg.Wait() }
+
+func (l *link) err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.cause
+}
+
+func (l *link) nextSeq() uint32 {
+	for {
+		if v := l.seq.Add(1) & 0x7FFFFFFF; v != 0 {
+			return v
+		}
+	}
+}
+
+// send registers r under a fresh sequence number, patched into frame, and
+// queues frame for writing. After a nil return r is finished exactly once
+// (response, timeout or link loss); on error r was not registered.
+func (l *link) send(r *request, frame []byte, timeout time.Duration) error {
+	seq := l.nextSeq()
+	binary.BigEndian.PutUint32(frame[12:16], seq)
+	r.seq = seq
+	r.sent = time.Now()
+	r.deadline = r.sent.Add(timeout)
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrLinkLost
+	}
+	l.inflight[seq] = r
+	l.mu.Unlock()
+	select {
+	case l.out <- frame:
+	case <-l.done: // close finished r
+	}
+	return nil
+}
+
+// write queues a frame that needs no response.
+func (l *link) write(frame []byte) {
+	select {
+	case l.out <- frame:
+	case <-l.done:
+	}
+}
+
+func (l *link) writeTimeout() time.Duration {
+	return l.b.cfg.ResponseTimeout
+}
+
+func (l *link) writer() {
+	defer l.wg.Done()
+	bw := bufio.NewWriterSize(l.conn, 32<<10)
+	for {
+		var f []byte
+		select {
+		case f = <-l.out:
+		case <-l.done:
+			return
+		}
+		_ = l.conn.SetWriteDeadline(time.Now().Add(l.writeTimeout()))
+		closeAfter := false
+		for {
+			if f == nil {
+				closeAfter = true
+				break
+			}
+			if _, err := bw.Write(f); err != nil {
+				l.close(fmt.Errorf("smpp: write: %w", err))
+				return
+			}
+			select {
+			case f = <-l.out:
+				continue
+			default:
+			}
+			break
+		}
+		if err := bw.Flush(); err != nil {
+			if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+				err = errWriteTimeout
+			}
+			l.close(fmt.Errorf("smpp: write: %w", err))
+			return
+		}
+		if closeAfter {
+			l.close(errUnbound)
+			return
+		}
+	}
+}
+
+func (l *link) reader() {
+	defer l.wg.Done()
+	br := bufio.NewReaderSize(l.conn, 32<<10)
+	var hdr [16]byte
+	buf := make([]byte, 0, 1024)
+	for {
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			l.close(fmt.Errorf("smpp: read: %w", err))
+			return
+		}
+		h := pdu.ParseHeader(hdr)
+		n := int(uint32(h.CommandLength))
+		if n < 16 || n > data.MAX_PDU_LEN {
+			l.log.Warn("smpp framing lost, closing", "command_length", uint32(h.CommandLength), "command_id", fmt.Sprintf("0x%08X", uint32(h.CommandID)))
+			l.close(errFraming)
+			return
+		}
+		if cap(buf) < n {
+			buf = make([]byte, 0, n)
+		}
+		frame := buf[:n]
+		copy(frame, hdr[:])
+		if _, err := io.ReadFull(br, frame[16:]); err != nil {
+			l.close(fmt.Errorf("smpp: read: %w", err))
+			return
+		}
+		l.dispatch(h, frame)
+	}
+}
+
+// dispatch handles one PDU. frame is reused after it returns.
+func (l *link) dispatch(h pdu.Header, frame []byte) {
+	id := h.CommandID
+	seq := h.SequenceNumber
+	if id == data.GENERIC_NACK || uint32(id)&0x80000000 != 0 {
+		l.response(h, frame)
+		return
+	}
+	switch id {
+	case data.ENQUIRE_LINK:
+		resp := pdu.NewEnquireLinkResp()
+		resp.SetSequenceNumber(seq)
+		l.write(marshal(resp))
+	case data.UNBIND:
+		resp := pdu.NewUnbindResp()
+		resp.SetSequenceNumber(seq)
+		l.log.Info("smpp unbind received from the SMSC")
+		l.write(marshal(resp))
+		l.write(nil) // flush, then close
+	case data.DELIVER_SM:
+		in, err := parseDeliverSM(frame)
+		if err != nil {
+			l.log.Warn("smpp deliver_sm unreadable, generic_nack sent", "err", err)
+			l.nack(seq, StatusSysErr)
+			return
+		}
+		select {
+		case l.inbound <- in:
+		case <-l.done:
+		}
+	case data.ALERT_NOTIFICATION:
+		// no response defined; nothing to do
+	default:
+		l.log.Warn("smpp unsupported command from the SMSC, generic_nack sent", "command_id", fmt.Sprintf("0x%08X", uint32(id)))
+		l.nack(seq, StatusInvCmdID)
+	}
+}
+
+func (l *link) nack(seq int32, status uint32) {
+	n := pdu.NewGenericNack()
+	n.SetSequenceNumber(seq)
+	n.(*pdu.GenericNack).CommandStatus = data.CommandStatusType(status)
+	l.write(marshal(n))
+}
+
+func (l *link) response(h pdu.Header, frame []byte) {
+	seq := uint32(h.SequenceNumber)
+	l.mu.Lock()
+	r := l.inflight[seq]
+	if r != nil {
+		delete(l.inflight, seq)
+	}
+	l.mu.Unlock()
+	if r == nil {
+		l.log.Debug("smpp response for no pending request (late or unknown)", "sequence", seq, "command_id", fmt.Sprintf("0x%08X", uint32(h.CommandID)))
+		return
+	}
+	status := uint32(h.CommandStatus)
+	if h.CommandID == data.GENERIC_NACK && status == StatusOK {
+		status = StatusSysErr // a nack always refuses the request
+	}
+	var msgID string
+	if r.kind == kindSubmit && h.CommandID == data.SUBMIT_SM_RESP && status == StatusOK {
+		p := pdu.NewSubmitSMResp()
+		if err := p.Unmarshal(pdu.NewBuffer(frame)); err != nil {
+			l.log.Warn("smpp submit_sm_resp body unreadable", "err", err)
+		} else {
+			msgID = p.(*pdu.SubmitSMResp).MessageID
+		}
+	}
+	if r.kind == kindEnquire {
+		putRequest(r) // nobody waits for enquire_link
+		return
+	}
+	r.finish(status, msgID, nil)
+}
+
+// keeper sends enquire_link every EnquireLink once bound, and expires
+// requests past their deadline. An expired enquire_link kills the link.
+func (l *link) keeper() {
+	defer l.wg.Done()
+	cfg := l.b.cfg
+	tick := min(cfg.ResponseTimeout, cfg.BindTimeout, cfg.EnquireLink) / 4
+	tick = max(5*time.Millisecond, min(tick, 500*time.Millisecond))
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	lastEnquire := time.Now()
+	for {
+		select {
+		case <-l.done:
+			return
+		case now := <-t.C:
+			if l.sweep(now) {
+				return
+			}
+			if l.bound.Load() && now.Sub(lastEnquire) >= cfg.EnquireLink {
+				lastEnquire = now
+				r := getRequest(kindEnquire, nil)
+				el := pdu.NewEnquireLink()
+				if err := l.send(r, marshal(el), cfg.ResponseTimeout); err != nil {
+					putRequest(r)
+				}
+			}
+		}
+	}
+}
+
+// sweep finishes requests past their deadline; true when the link died.
+func (l *link) sweep(now time.Time) bool {
+	var expired []*request
+	l.mu.Lock()
+	for seq, r := range l.inflight {
+		if now.After(r.deadline) {
+			delete(l.inflight, seq)
+			expired = append(expired, r)
+		}
+	}
+	l.mu.Unlock()
+	dead := false
+	for _, r := range expired {
+		if r.kind == kindEnquire {
+			dead = true
+			putRequest(r)
+			continue
+		}
+		r.finish(0, "", ErrTimeout)
+	}
+	if dead {
+		l.log.Warn("smpp link dead: enquire_link unanswered", "timeout", l.b.cfg.ResponseTimeout)
+		l.close(errDeadLink)
+	}
+	return dead
+}
+
+// request sends a PDU and waits for its response (bind, unbind).
+func (l *link) request(ctx context.Context, kind reqKind, p pdu.PDU, timeout time.Duration) (uint32, error) {
+	r := &request{kind: kind, done: make(chan struct{}, 1)}
+	if err := l.send(r, marshal(p), timeout); err != nil {
+		return 0, err
+	}
+	select {
+	case <-r.done:
+		return r.status, r.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+func (l *link) worker() {
+	defer l.wg.Done()
+	for {
+		select {
+		case <-l.done:
+			return
+		case in := <-l.inbound:
+			status := l.b.p.inbound(l.ctx, l.b, in)
+			resp := pdu.NewDeliverSMResp()
+			resp.SetSequenceNumber(in.d.SequenceNumber)
+			resp.(*pdu.DeliverSMResp).CommandStatus = data.CommandStatusType(status)
+			l.write(marshal(resp))
+		}
+	}
+}

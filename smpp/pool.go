@@ -1,0 +1,416 @@
+package smpp
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/smsgate/smsgate/config"
+)
+
+// PoolOptions configure a Pool.
+type PoolOptions struct {
+	Carrier    config.Carrier
+	Handler    Handler // receives receipts and MO; required
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// ReassemblyTimeout bounds how long parts of a concatenated MO wait
+	// for the rest (default 60s).
+	ReassemblyTimeout time.Duration
+}
+
+// Pool holds the binds of one carrier and submits through the least
+// loaded bound one.
+type Pool struct {
+	carrier string
+	log     *slog.Logger
+	handler Handler
+	m       *metrics
+
+	wire  atomic.Pointer[wireOptions]
+	binds atomic.Pointer[[]*bind]
+	mu    sync.Mutex // serialises Update and Close
+	rr    atomic.Uint32
+	refs  [1024]atomic.Uint32 // concatenation references, per destination hash
+	re    *reassembler
+
+	closed atomic.Bool
+	ctx    context.Context // pool lifetime: the reassembly sweeper
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type bindSpec struct {
+	cfg config.Bind
+	tls *tls.Config
+}
+
+func carrierSpecs(c config.Carrier) (wireOptions, []bindSpec, error) {
+	if c.Name == "" {
+		return wireOptions{}, nil, errors.New("smpp: carrier name is empty")
+	}
+	w := wireOptions{long: c.LongMessages, packed: c.GSM7Packed}
+	switch w.long {
+	case "":
+		w.long = LongUDH
+	case LongUDH, LongSAR, LongPayload:
+	default:
+		return w, nil, fmt.Errorf("smpp: carrier %s: long_messages %q: want udh, sar or payload", c.Name, c.LongMessages)
+	}
+	specs := make([]bindSpec, 0, len(c.Binds))
+	names := map[string]bool{}
+	for i, bc := range c.Binds {
+		cfg, err := normalizeBind(c.Name, i, bc)
+		if err != nil {
+			return w, nil, err
+		}
+		if names[cfg.Name] {
+			return w, nil, fmt.Errorf("smpp: carrier %s: bind name %q used twice", c.Name, cfg.Name)
+		}
+		names[cfg.Name] = true
+		tc, err := tlsConfig(cfg)
+		if err != nil {
+			return w, nil, err
+		}
+		specs = append(specs, bindSpec{cfg: cfg, tls: tc})
+	}
+	return w, specs, nil
+}
+
+// NewPool validates the carrier settings and starts connecting its binds
+// in the background.
+func NewPool(opts PoolOptions) (*Pool, error) {
+	if opts.Handler == nil {
+		return nil, errors.New("smpp: pool needs a Handler")
+	}
+	w, specs, err := carrierSpecs(opts.Carrier)
+	if err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	reg := opts.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	rt := opts.ReassemblyTimeout
+	if rt <= 0 {
+		rt = 60 * time.Second
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Pool{
+		carrier: opts.Carrier.Name,
+		log:     log.With("component", "smpp", "carrier", opts.Carrier.Name),
+		handler: opts.Handler,
+		m:       m,
+		re:      newReassembler(rt),
+		ctx:     ctx,
+		cancel:  cancel,
+	}
+	p.wire.Store(&w)
+	binds := make([]*bind, 0, len(specs))
+	for _, s := range specs {
+		binds = append(binds, p.newBind(s.cfg, s.tls))
+	}
+	p.binds.Store(&binds)
+	for _, b := range binds {
+		b.start()
+	}
+	p.wg.Add(1)
+	go p.sweepMO()
+	return p, nil
+}
+
+// Submit sends s through the least loaded bound bind and waits until every
+// segment is answered or failed. It never returns with a segment silently
+// lost: an unanswered segment makes the outcome Unknown.
+func (p *Pool) Submit(ctx context.Context, s Submission) Result {
+	if p.closed.Load() {
+		return Result{Outcome: Temporary, Err: ErrClosed}
+	}
+	b := p.pick()
+	if b == nil {
+		return Result{Outcome: Temporary, Err: ErrNotBound}
+	}
+	frames, err := buildSubmits(s, *p.wire.Load(), p.ref(s.To))
+	if err != nil {
+		return Result{Outcome: Permanent, Err: err}
+	}
+	return b.submit(ctx, frames)
+}
+
+// ref returns the next concatenation reference for a destination (one
+// counter per destination hash bucket).
+func (p *Pool) ref(to string) uint16 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(to))
+	return uint16(p.refs[h.Sum32()%uint32(len(p.refs))].Add(1))
+}
+
+// pick returns the usable bind with the most free window slots, starting
+// the scan at a rotating position so equal binds share the load.
+func (p *Pool) pick() *bind {
+	binds := *p.binds.Load()
+	n := len(binds)
+	if n == 0 {
+		return nil
+	}
+	start := int(p.rr.Add(1))
+	var best *bind
+	bestFree := -1
+	for i := range n {
+		b := binds[(start+i)%n]
+		if !b.usable() {
+			continue
+		}
+		if free := cap(b.sem) - len(b.sem); free > bestFree {
+			best, bestFree = b, free
+		}
+	}
+	return best
+}
+
+// Up reports whether at least one bind is bound.
+func (p *Pool) Up() bool {
+	for _, b := range *p.binds.Load() {
+		if b.usable() {
+			return true
+		}
+	}
+	return false
+}
+
+// Free is the number of free window slots on bound binds: how many
+// submit_sm the pool can take now without waiting.
+func (p *Pool) Free() int {
+	n := 0
+	for _, b := range *p.binds.Load() {
+		if b.usable() {
+			n += cap(b.sem) - len(b.sem)
+		}
+	}
+	return n
+}
+
+// States reports every bind's state.
+func (p *Pool) States() []BindState {
+	binds := *p.binds.Load()
+	out := make([]BindState, 0, len(binds))
+	for _, b := range binds {
+		out = append(out, BindState{Name: b.name, State: b.State(), InFlight: len(b.sem)})
+	}
+	return out
+}
+
+// Update applies new carrier settings: binds whose settings are unchanged
+// stay connected, removed or changed ones are drained and unbound in the
+// background, new ones start connecting. The carrier name cannot change.
+// On error nothing changes.
+func (p *Pool) Update(c config.Carrier) error {
+	if c.Name != p.carrier {
+		return fmt.Errorf("smpp: update: carrier name %q, pool is %q", c.Name, p.carrier)
+	}
+	w, specs, err := carrierSpecs(c)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	old := map[string]*bind{}
+	for _, b := range *p.binds.Load() {
+		old[b.name] = b
+	}
+	next := make([]*bind, 0, len(specs))
+	var started, retired []*bind
+	for _, s := range specs {
+		if ob := old[s.cfg.Name]; ob != nil && ob.cfg == s.cfg {
+			next = append(next, ob)
+			delete(old, s.cfg.Name)
+			continue
+		}
+		nb := p.newBind(s.cfg, s.tls)
+		next = append(next, nb)
+		started = append(started, nb)
+	}
+	for _, ob := range old {
+		retired = append(retired, ob)
+	}
+	for _, ob := range retired {
+		ob.detached.Store(true)
+	}
+	p.wire.Store(&w)
+	p.binds.Store(&next)
+	for _, nb := range started {
+		nb.start()
+	}
+	current := map[string]bool{}
+	for _, b := range next {
+		current[b.name] = true
+	}
+	for _, ob := range retired {
+		keepSeries := current[ob.name]
+		p.wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), ob.cfg.ResponseTimeout+5*time.Second)
+			defer cancel()
+			if err := ob.shutdown(ctx); err != nil {
+				p.log.Warn("smpp retired bind closed with requests in flight", "bind", ob.name, "err", err)
+			}
+			if !keepSeries {
+				ob.m.forget()
+			}
+		})
+	}
+	p.log.Info("smpp carrier updated", "binds", len(next), "started", len(started), "retired", len(retired))
+	return nil
+}
+
+// Close stops accepting submissions, waits for the windows to drain
+// (bounded by ctx; what is still unanswered then comes back Unknown),
+// unbinds, hands incomplete multipart MOs to the Handler, and stops every
+// goroutine.
+func (p *Pool) Close(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed.Swap(true) {
+		p.mu.Unlock()
+		return nil
+	}
+	binds := *p.binds.Load()
+	p.mu.Unlock()
+
+	errs := make([]error, len(binds))
+	var wg sync.WaitGroup
+	for i, b := range binds {
+		wg.Go(func() { errs[i] = b.shutdown(ctx) })
+	}
+	wg.Wait()
+	p.cancel()
+	p.wg.Wait()
+	for _, a := range p.re.expired(time.Now(), true) {
+		p.deliverPartial(ctx, a)
+	}
+	return errors.Join(errs...)
+}
+
+// inbound handles one deliver_sm and returns the deliver_sm_resp status.
+func (p *Pool) inbound(ctx context.Context, b *bind, in inboundPDU) uint32 {
+	now := time.Now()
+	hctx, cancel := context.WithTimeout(ctx, b.cfg.ResponseTimeout)
+	defer cancel()
+	if isReceipt(in) {
+		r, ok := decodeReceipt(in, now)
+		if !ok {
+			b.log.Warn("smpp receipt without a message id, acknowledged and dropped")
+			return StatusOK
+		}
+		r.Carrier, r.Bind = p.carrier, b.name
+		if err := p.handler.HandleReceipt(hctx, r); err != nil {
+			b.log.Warn("smpp receipt handler failed, ESME_RX_T_APPN sent", "err", err)
+			return StatusXTAppn
+		}
+		p.m.receipts.WithLabelValues(p.carrier, receiptStateLabel(r.State)).Inc()
+		return StatusOK
+	}
+	part, ci, concat := decodeMOPart(in, p.wire.Load().packed)
+	mo := MO{
+		From:       fromWireAddress(in.d.SourceAddr),
+		To:         fromWireAddress(in.d.DestAddr),
+		Segments:   1,
+		ReceivedAt: now,
+		Carrier:    p.carrier,
+		Bind:       b.name,
+	}
+	if !concat {
+		mo.Text = part.text()
+		return p.deliverMO(hctx, b.log, mo)
+	}
+	k := assemblyKey{from: mo.From, to: mo.To, ref: ci.ref, ref16: ci.ref16, sar: ci.sar, total: ci.total}
+	a := p.re.add(k, ci.seq, part, b.name, now)
+	if a == nil {
+		return StatusOK // kept in memory; see reassembler for the loss window
+	}
+	mo.Text = joinParts(a.parts)
+	mo.Segments = int(ci.total)
+	st := p.deliverMO(hctx, b.log, mo)
+	if st != StatusOK {
+		p.re.restore(a, ci.seq)
+	}
+	return st
+}
+
+func (p *Pool) deliverMO(ctx context.Context, log *slog.Logger, mo MO) uint32 {
+	if err := p.handler.HandleMO(ctx, mo); err != nil {
+		log.Warn("smpp MO handler failed, ESME_RX_T_APPN sent", "err", err)
+		return StatusXTAppn
+	}
+	p.m.mo.WithLabelValues(p.carrier).Inc()
+	return StatusOK
+}
+
+// sweepMO hands multipart MOs still incomplete after the reassembly
+// timeout to the Handler.
+func (p *Pool) sweepMO() {
+	defer p.wg.Done()
+	tick := max(10*time.Millisecond, min(p.re.timeout/4, time.Second))
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case now := <-t.C:
+			for _, a := range p.re.expired(now, false) {
+				p.deliverPartial(p.ctx, a)
+			}
+		}
+	}
+}
+
+const maxPartialAttempts = 5
+
+// deliverPartial hands the parts received of an incomplete MO to the
+// Handler, joined in order; on failure it is retried on later sweeps.
+func (p *Pool) deliverPartial(ctx context.Context, a *assembly) {
+	parts := a.received()
+	p.log.Warn("smpp multipart MO incomplete after the reassembly timeout, delivering the parts received",
+		"received", len(parts), "total", a.key.total, "bind", a.bind)
+	mo := MO{
+		From:       a.key.from,
+		To:         a.key.to,
+		Text:       joinParts(parts),
+		Segments:   len(parts),
+		ReceivedAt: a.first,
+		Carrier:    p.carrier,
+		Bind:       a.bind,
+	}
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := p.handler.HandleMO(hctx, mo); err != nil {
+		a.attempts++
+		if a.attempts < maxPartialAttempts && ctx.Err() == nil {
+			p.log.Warn("smpp MO handler failed for an incomplete MO, will retry", "err", err, "attempt", a.attempts)
+			p.re.putBack(a)
+			return
+		}
+		p.log.Error("smpp incomplete MO lost: handler kept failing", "err", err, "attempts", a.attempts)
+		return
+	}
+	p.m.mo.WithLabelValues(p.carrier).Inc()
+}
