@@ -23,7 +23,10 @@
 //	base+"s:"+from          HASH  iv (µs per segment), nx (next-allowed µs), nf (in flight)
 //	base+"m:"+id            HASH  body (message JSON), st (status), att (attempts), exp (µs, 0 none),
 //	                              segs, org, ref (client_ref), from, dup ("1": possible duplicate),
-//	                              hist (history, JSON lines), cids (JSON array), ncid,
+//	                              nh (history length), h1…h<nh> (history entries, one field per
+//	                              status change: "status|µs|<len of code>|<code><message>"; records
+//	                              written by older versions have hist, JSON lines, parsed first),
+//	                              cids (JSON array), ncid,
 //	                              r<seg> (receipt state per segment), dlv (delivered segments);
 //	                              expires Retention after it was sent or finished
 //	base+"idem:"+org+":"+key HASH h (request hash), r (response); TTL IdempotencyTTL
@@ -39,7 +42,12 @@
 //
 // # Scheduling
 //
-// Claim takes the due senders of a bucket earliest first, drops expired
+// Claim keeps per bucket a hint of its earliest ready time and due count,
+// learned from the reply of every script the Queue runs there, and runs the
+// claim script only on buckets due by the hints (one pipelined round trip);
+// a pipelined ZRANGE of every bucket at most every ProbeInterval (50 ms)
+// notices what other daemons queued or released. The claim script takes the
+// due senders of a bucket earliest first, drops expired
 // heads (status expired, with its event), leases the head and advances the
 // sender's next-allowed time by interval × segments (GCRA; a sender claimed
 // late may catch up by at most one interval, capped at 20 ms, so any one-second
@@ -51,6 +59,9 @@
 //
 // Idempotency keys live in the sender's bucket: the same key used with two
 // different sender numbers is not deduplicated.
+//
+// Ack and the carrier-id index (cid_set, other slots) go in one pipeline;
+// AckMany and ApplyReceipts batch several messages per round trip.
 //
 // Events: every status change after queued (sent, delivered, undelivered,
 // failed, expired) appends a message.status entry to the bucket's stream in

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -81,6 +82,10 @@ func (q *Queue) Enqueue(ctx context.Context, r EnqueueRequest) (EnqueueResult, e
 	}
 	switch res[0] {
 	case "ok":
+		if len(res) > 3 {
+			score, _ := res[2].(int64)
+			q.noteReady(b, score, res[3] == int64(1))
+		}
 		out := EnqueueResult{NoticeQueued: res[1] == int64(1)}
 		if out.NoticeQueued {
 			q.m.enqueued.WithLabelValues(kindLabel(r.Notice.Kind)).Inc()
@@ -142,10 +147,14 @@ const maxDropPerSender = 100
 
 // Claim leases up to max messages, at most one per sender per call, from
 // senders whose next-allowed time has come, earliest first within a bucket.
-// One call costs two round trips: a probe counting every bucket's due
-// senders, then one pipeline of claim scripts. Buckets are served in turn
-// from a cursor that moves on with every call, each up to its due count, so
-// every due sender is reached within (due senders / max) calls.
+//
+// Claim keeps a hint per bucket — its earliest ready time and how many
+// senders were due — learned from every script this Queue runs there (claim,
+// enqueue, ack, retry, fail), and runs the claim script only on buckets the
+// hints say are due: one round trip, none when nothing is due. Other daemons'
+// changes are seen by a probe of every bucket's earliest time (one pipeline)
+// at most every Options.ProbeInterval. Buckets are served in turn from a
+// cursor that moves on with every call, so every due sender is reached.
 func (q *Queue) Claim(ctx context.Context, max int) ([]Claimed, error) {
 	if max <= 0 {
 		return nil, nil
@@ -153,79 +162,184 @@ func (q *Queue) Claim(ctx context.Context, max int) ([]Claimed, error) {
 	start := time.Now()
 	defer func() { q.m.claimLatency.Observe(time.Since(start).Seconds()) }()
 
-	counts, err := q.dueCounts(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var buckets, limits []int
 	q.mu.Lock()
-	left := max
-	for i := 0; i < q.opts.Buckets && left > 0; i++ {
-		b := (q.cursor + i) % q.opts.Buckets
-		if n := min(int(counts[b]), left); n > 0 {
-			buckets = append(buckets, b)
-			limits = append(limits, n)
-			left -= n
-		}
-	}
-	if len(buckets) > 0 {
-		q.cursor = (buckets[len(buckets)-1] + 1) % q.opts.Buckets
+	probe := start.Sub(q.lastProbe) >= q.opts.ProbeInterval
+	if probe {
+		q.lastProbe = start // other callers meanwhile use the old hints
 	}
 	q.mu.Unlock()
+	if probe {
+		if err := q.probe(ctx); err != nil {
+			q.mu.Lock()
+			q.lastProbe = time.Time{}
+			q.mu.Unlock()
+			return nil, err
+		}
+	}
+	buckets, limits, vers := q.plan(max)
 	if len(buckets) == 0 {
 		return nil, nil
 	}
-	out, err := q.claimBuckets(ctx, buckets, limits)
+	out, err := q.claimBuckets(ctx, buckets, limits, vers)
 	q.m.claimed.Add(float64(len(out)))
 	return out, err
 }
 
-// dueCounts counts each bucket's due senders. The bound is this host's
-// clock corrected by the offset to Redis's clock measured on the previous
-// call; a small error only shifts a sender to the next call, since the claim
-// script decides with Redis's own time.
-func (q *Queue) dueCounts(ctx context.Context) ([]int64, error) {
+// nowRedis is Redis's clock in µs as estimated from this host's clock.
+func (q *Queue) nowRedis() int64 { return time.Now().UnixMicro() + q.offset.Load() }
+
+// plan picks the buckets to claim from and how many senders to ask each
+// for (at most max in all): first each due bucket's known due count, in turn
+// from the cursor, then what is left spread over the chosen buckets, since
+// more senders may have become due since their counts were read.
+func (q *Queue) plan(want int) (buckets, limits []int, vers []uint64) {
+	now := q.nowRedis()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	left := want
+	for i := 0; i < q.opts.Buckets && left > 0; i++ {
+		b := (q.cursor + i) % q.opts.Buckets
+		h := q.hints[b]
+		if h.next > now && h.due == 0 {
+			continue
+		}
+		n := max(min(left, h.due), 1)
+		buckets = append(buckets, b)
+		limits = append(limits, n)
+		vers = append(vers, h.ver)
+		left -= n
+	}
+	if len(buckets) == 0 {
+		return nil, nil, nil
+	}
+	q.cursor = (buckets[len(buckets)-1] + 1) % q.opts.Buckets
+	for j := range buckets {
+		extra := (left + len(buckets) - j - 1) / (len(buckets) - j) // ceil(left / buckets still to serve)
+		limits[j] += extra
+		left -= extra
+	}
+	return buckets, limits, vers
+}
+
+// probe reads every bucket's earliest ready time in one pipeline, with
+// Redis's clock to correct this host's (half the round trip assumed each way;
+// a small error only shifts a sender to the next call, since the claim script
+// decides with Redis's own time).
+func (q *Queue) probe(ctx context.Context) error {
+	q.mu.Lock()
+	vers := make([]uint64, q.opts.Buckets)
+	for b := range vers {
+		vers[b] = q.hints[b].ver
+	}
+	q.mu.Unlock()
 	sent := time.Now()
-	bound := strconv.FormatInt(sent.UnixMicro()+q.offset.Load(), 10)
 	pipe := q.rdb.Pipeline()
 	tc := pipe.Time(ctx)
-	cmds := make([]*redis.IntCmd, q.opts.Buckets)
+	cmds := make([]*redis.ZSliceCmd, q.opts.Buckets)
 	for b := range cmds {
-		cmds[b] = pipe.ZCount(ctx, q.base(b)+"ready", "-inf", bound)
+		cmds[b] = pipe.ZRangeWithScores(ctx, q.buckets[b].keys[0], 0, 0)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, fmt.Errorf("queue: claim probe: %w", err)
+		return fmt.Errorf("queue: claim probe: %w", err)
 	}
 	rtt := time.Since(sent)
-	q.offset.Store(tc.Val().UnixMicro() - sent.Add(rtt/2).UnixMicro())
-	counts := make([]int64, len(cmds))
+	redisNow := tc.Val().UnixMicro()
+	q.offset.Store(redisNow - sent.Add(rtt/2).UnixMicro())
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	for b, cmd := range cmds {
-		counts[b] = cmd.Val()
+		h := &q.hints[b]
+		next, due := int64(noSender), 0
+		if z := cmd.Val(); len(z) > 0 {
+			next = int64(z[0].Score)
+			if next <= redisNow {
+				due = max(h.due, 1) // at least one; keep a count learned from a claim
+			}
+		}
+		if h.ver == vers[b] {
+			h.next, h.due = next, due
+		} else { // updated while the probe ran: keep what it learned
+			h.next, h.due = min(h.next, next), max(h.due, due)
+		}
+		h.ver++
 	}
-	return counts, nil
+	return nil
+}
+
+// noteReady records that a script of this Queue left a sender of bucket b in
+// ready with this score (µs; negative: not in ready); added: the script put
+// it there (so it was not counted yet).
+func (q *Queue) noteReady(b int, score int64, added bool) {
+	if score < 0 {
+		return
+	}
+	now := q.nowRedis()
+	q.mu.Lock()
+	h := &q.hints[b]
+	h.ver++
+	h.next = min(h.next, score)
+	switch {
+	case score > now:
+	case added:
+		h.due++
+	default:
+		h.due = max(h.due, 1) // at least; it may have been counted already
+	}
+	q.mu.Unlock()
+}
+
+// noteClaimed records what a claim script read of bucket b's ready set after
+// claiming: its earliest score (-1: empty) and how many senders were due. A
+// hint updated meanwhile (ver changed) is merged instead of replaced.
+func (q *Queue) noteClaimed(b int, ver uint64, next int64, due int) {
+	if next < 0 {
+		next = noSender
+	}
+	q.mu.Lock()
+	h := &q.hints[b]
+	if h.ver == ver {
+		h.next, h.due = next, due
+	} else {
+		h.next, h.due = min(h.next, next), max(h.due, due)
+	}
+	h.ver++
+	q.mu.Unlock()
+}
+
+// forget makes the next Claim try bucket b (after an error or a reap).
+func (q *Queue) forget(b int) {
+	q.mu.Lock()
+	h := &q.hints[b]
+	h.ver++
+	h.next = 0
+	h.due = max(h.due, 1)
+	q.mu.Unlock()
 }
 
 // claimBuckets runs the claim script on each bucket with its limit in one
 // pipeline.
-func (q *Queue) claimBuckets(ctx context.Context, buckets, limits []int) ([]Claimed, error) {
+func (q *Queue) claimBuckets(ctx context.Context, buckets, limits []int, vers []uint64) ([]Claimed, error) {
 	lease := us(q.opts.Lease)
 	res := q.pipeScripts(ctx, scriptClaim, buckets, func(j int) []any {
 		return []any{limits[j], lease, maxDropPerSender}
 	})
 	var out []Claimed
 	var errs []error
-	for _, r := range res {
+	for j, r := range res {
 		if r.err != nil {
+			q.forget(buckets[j])
 			errs = append(errs, r.err)
 			continue
 		}
-		got, expired, perr := parseClaim(r.val)
+		got, expired, next, due, perr := parseClaim(r.val, out)
+		out = got
 		if perr != nil {
+			q.forget(buckets[j])
 			errs = append(errs, perr)
 			continue
 		}
+		q.noteClaimed(buckets[j], vers[j], next, due)
 		q.m.expired.Add(float64(expired))
-		out = append(out, got...)
 	}
 	if len(errs) > 0 {
 		return out, fmt.Errorf("queue: claim: %w", errors.Join(errs...))
@@ -244,7 +358,7 @@ func (q *Queue) pipeScripts(ctx context.Context, s script, buckets []int, args f
 	pipe := q.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(buckets))
 	for j, b := range buckets {
-		cmds[j] = q.pick(s).EvalSha(ctx, pipe, []string{q.base(b) + "ready"}, q.argv(b, args(j))...)
+		cmds[j] = q.pick(s).EvalSha(ctx, pipe, q.buckets[b].keys, q.argv(b, args(j))...)
 	}
 	_, _ = pipe.Exec(ctx)
 	out := make([]scriptResult, len(buckets))
@@ -262,78 +376,77 @@ func (q *Queue) pipeScripts(ctx context.Context, s script, buckets []int, args f
 	return out
 }
 
-func parseClaim(v any) ([]Claimed, int64, error) {
+// parseClaim appends the messages of a claim script's reply to out.
+func parseClaim(v any, out []Claimed) ([]Claimed, int64, int64, int, error) {
 	top, ok := v.([]any)
-	if !ok || len(top) != 2 {
-		return nil, 0, fmt.Errorf("unexpected claim reply %T", v)
+	if !ok || len(top) != 4 {
+		return out, 0, 0, 0, fmt.Errorf("unexpected claim reply %T", v)
 	}
 	expired, _ := top[1].(int64)
+	next, _ := top[2].(int64)
+	due, _ := top[3].(int64)
 	items, _ := top[0].([]any)
-	out := make([]Claimed, 0, len(items))
+	out = slices.Grow(out, len(items))
 	for _, it := range items {
 		f, ok := it.([]any)
 		if !ok || len(f) != 4 {
-			return out, expired, fmt.Errorf("unexpected claim item %v", it)
+			return out, expired, next, int(due), fmt.Errorf("unexpected claim item %v", it)
 		}
 		body, _ := f[1].(string)
 		var c Claimed
 		if err := json.Unmarshal([]byte(body), &c.Msg); err != nil {
-			return out, expired, fmt.Errorf("message %v: %w", f[0], err)
+			return out, expired, next, int(due), fmt.Errorf("message %v: %w", f[0], err)
 		}
 		att, _ := f[2].(int64)
 		c.Attempt = int(att)
 		c.PossibleDuplicate = f[3] == "1"
 		out = append(out, c)
 	}
-	return out, expired, nil
+	return out, expired, next, int(due), nil
 }
 
-// leaseOp runs a script that checks the lease of c and returns 1 or 0.
+// leaseOp runs a script that checks the lease of c and returns 0 (lease
+// lost) or {1, the sender's score in ready}.
 func (q *Queue) leaseOp(ctx context.Context, name string, s script, c Claimed, args ...any) error {
 	b, ok := q.bucketOfID(c.Msg.ID)
 	if !ok {
 		return fmt.Errorf("queue: %s %q: %w", name, c.Msg.ID, ErrBadID)
 	}
-	n, err := q.run(ctx, s, b, append([]any{c.Msg.ID, c.Attempt}, args...)...).Int()
+	v, err := q.run(ctx, s, b, append([]any{c.Msg.ID, c.Attempt}, args...)...).Result()
 	if err != nil {
+		q.forget(b) // the script may have run
 		return fmt.Errorf("queue: %s: %w", name, err)
 	}
-	if n != 1 {
-		return fmt.Errorf("queue: %s %s attempt %d: %w", name, c.Msg.ID, c.Attempt, ErrLeaseLost)
+	return q.leaseReply(name, b, c, v)
+}
+
+// leaseReply interprets the reply of a lease script on bucket b.
+func (q *Queue) leaseReply(name string, b int, c Claimed, v any) error {
+	switch r := v.(type) {
+	case int64:
+		if r == 1 { // renew
+			return nil
+		}
+	case []any:
+		if len(r) == 3 && r[0] == int64(1) {
+			score, _ := r[1].(int64)
+			q.noteReady(b, score, r[2] == int64(1))
+			return nil
+		}
 	}
-	return nil
+	return fmt.Errorf("queue: %s %s attempt %d: %w", name, c.Msg.ID, c.Attempt, ErrLeaseLost)
 }
 
 // Ack records that every segment of c was accepted by the carrier (status
-// sent) with the carrier's message id of each segment, in order. It then
-// indexes the carrier ids for receipts and applies receipts that arrived
-// before the ack (see ApplyReceipt); a failure there is logged and counted,
-// not returned. ErrLeaseLost: the lease expired or the attempt is stale. carrierIDs should be normalized by the caller
-// (smpp.NormalizeID) so receipts find them.
+// sent) with the carrier's message id of each segment, in order, indexes the
+// carrier ids for receipts and applies receipts that arrived before the ack
+// (see ApplyReceipt), all in one round trip (two when receipts were held);
+// a failure to index is logged and counted, not returned. ErrLeaseLost: the
+// lease expired or the attempt is stale. carrierIDs should be normalized by
+// the caller (smpp.NormalizeID) so receipts find them. AckMany acks several
+// messages at once.
 func (q *Queue) Ack(ctx context.Context, c Claimed, carrierIDs []string) error {
-	cids, err := json.Marshal(carrierIDs)
-	if err != nil {
-		return fmt.Errorf("queue: ack: %w", err)
-	}
-	if carrierIDs == nil {
-		cids = []byte("[]")
-	}
-	first := ""
-	if len(carrierIDs) > 0 {
-		first = carrierIDs[0]
-	}
-	if err := q.leaseOp(ctx, "ack", scriptAck, c, cids, first, len(carrierIDs)); err != nil {
-		return err
-	}
-	q.m.acked.Inc()
-	// The message is sent whatever happens now: a failure to index its
-	// carrier ids only loses its receipts, so it is logged, not returned
-	// (an error would make the caller send it again).
-	if err := q.indexCarrierIDs(ctx, c.Msg.ID, carrierIDs); err != nil {
-		q.m.scriptErrors.WithLabelValues("cid_index").Inc()
-		q.log.Warn("carrier ids not indexed; receipts for this message will be unmatched", "id", c.Msg.ID, "err", err)
-	}
-	return nil
+	return q.AckMany(ctx, []AckItem{{Claimed: c, CarrierIDs: carrierIDs}})[0]
 }
 
 // Retry puts c back at the head of its sender's list after a temporary error;

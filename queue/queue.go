@@ -8,6 +8,8 @@ import (
 	"hash/crc32"
 	"io"
 	"log/slog"
+	"math"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,6 +43,7 @@ const (
 	DefaultCarrierIDTTL   = 34 * time.Hour
 	DefaultStreamMaxLen   = 1_000_000
 	DefaultIdempotencyTTL = 24 * time.Hour
+	DefaultProbeInterval  = 50 * time.Millisecond
 	// MaxBuckets is the largest bucket count a message id can carry.
 	MaxBuckets = 32768
 )
@@ -75,6 +78,12 @@ type Options struct {
 	// in receipts match (smpp.NormalizeID). Ids are stored and shown as the
 	// carrier sent them. Nil: ids are used as they are.
 	NormalizeID func(string) string
+	// ProbeInterval bounds how stale Claim's view of the buckets may get:
+	// Claim skips buckets it knows have no due sender, learning the earliest
+	// due time of a bucket from every script this Queue runs on it, and looks
+	// at every bucket's earliest time (one pipeline) at most this often, to
+	// see what other daemons queued or released (default 50ms).
+	ProbeInterval time.Duration
 	// Logger receives the queue's logs (nil: discarded).
 	Logger *slog.Logger
 	// Registerer receives the smsgate_queue_* metrics (nil: a fresh registry).
@@ -89,15 +98,37 @@ type Queue struct {
 	log  *slog.Logger
 	m    *metrics
 
-	common []string // ARGV[2..5] shared by every bucket script (after base)
+	buckets []bucketKeys // per bucket, built once
 
 	plain atomic.Bool // the server refused "#!lua" (miniredis)
 
 	offset atomic.Int64 // Redis clock minus this host's clock, microseconds
 
-	mu     sync.Mutex
-	cursor int // round-robin start of the next Claim
+	mu        sync.Mutex
+	cursor    int       // round-robin start of the next Claim
+	hints     []hint    // per bucket: what Claim knows of its ready senders
+	lastProbe time.Time // when every bucket was last looked at
 }
+
+// bucketKeys are the strings every script call on a bucket needs.
+type bucketKeys struct {
+	base  string   // "<prefix>{b<N>}:"
+	keys  []string // {base+"ready"}: KEYS of every bucket script (read-only)
+	argv5 []any    // ARGV[1..5]: base, bucket, stream MAXLEN, window, retention (read-only)
+}
+
+// hint is what Claim knows of a bucket's ready set: the earliest score
+// (Redis µs; noSender when empty) and how many senders were due when it was
+// read (a lower bound later, as more become due). ver counts updates, so a
+// claim result read before a later update does not overwrite it.
+type hint struct {
+	next int64
+	due  int
+	ver  uint64
+}
+
+// noSender is the hint of a bucket with no ready sender.
+const noSender = math.MaxInt64
 
 //go:embed scripts/*.lua
 var scriptFS embed.FS
@@ -116,6 +147,7 @@ var (
 	scriptReceipt    = bucketScript("receipt")
 	scriptCIDSet     = plainScript("cid_set")
 	scriptCIDResolve = plainScript("cid_resolve")
+	scriptCIDUnset   = plainScript("cid_unset")
 )
 
 func readScript(name string) string {
@@ -211,6 +243,9 @@ func New(opts Options) (*Queue, error) {
 	if opts.IdempotencyTTL <= 0 {
 		opts.IdempotencyTTL = DefaultIdempotencyTTL
 	}
+	if opts.ProbeInterval <= 0 {
+		opts.ProbeInterval = DefaultProbeInterval
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -225,10 +260,16 @@ func New(opts Options) (*Queue, error) {
 		log:  log.With("component", "queue"),
 		m:    newMetrics(reg),
 	}
-	q.common = []string{
-		fmt.Sprint(opts.StreamMaxLen),
-		fmt.Sprint(opts.SenderWindow),
-		fmt.Sprint(opts.Retention.Milliseconds()),
+	q.buckets = make([]bucketKeys, opts.Buckets)
+	q.hints = make([]hint, opts.Buckets)
+	for b := range q.buckets {
+		base := fmt.Sprintf("%s{b%d}:", opts.Prefix, b)
+		q.buckets[b] = bucketKeys{
+			base: base,
+			keys: []string{base + "ready"},
+			argv5: []any{base, strconv.Itoa(b), strconv.Itoa(opts.StreamMaxLen),
+				strconv.Itoa(opts.SenderWindow), strconv.FormatInt(opts.Retention.Milliseconds(), 10)},
+		}
 	}
 	return q, nil
 }
@@ -242,7 +283,7 @@ func (q *Queue) Bucket(from string) int {
 }
 
 // base returns the key prefix of bucket b: "<prefix>{b<N>}:".
-func (q *Queue) base(b int) string { return fmt.Sprintf("%s{b%d}:", q.opts.Prefix, b) }
+func (q *Queue) base(b int) string { return q.buckets[b].base }
 
 // cidKeys returns the index key and the held-receipts key of a carrier id.
 func (q *Queue) cidKeys(cid string) (index, held string) {
@@ -250,7 +291,7 @@ func (q *Queue) cidKeys(cid string) (index, held string) {
 		cid = q.opts.NormalizeID(cid)
 	}
 	c := crc32.ChecksumIEEE([]byte(cid)) % uint32(q.opts.Buckets)
-	p := fmt.Sprintf("%s{c%d}:", q.opts.Prefix, c)
+	p := q.opts.Prefix + "{c" + strconv.FormatUint(uint64(c), 10) + "}:"
 	return p + "cid:" + cid, p + "held:" + cid
 }
 
@@ -266,15 +307,12 @@ func (q *Queue) EventStreams() []string {
 
 // run runs a bucket script on bucket b with the script-specific args.
 func (q *Queue) run(ctx context.Context, s script, b int, args ...any) *redis.Cmd {
-	return q.runScript(ctx, s, []string{q.base(b) + "ready"}, q.argv(b, args)...)
+	return q.runScript(ctx, s, q.buckets[b].keys, q.argv(b, args)...)
 }
 
 func (q *Queue) argv(b int, args []any) []any {
 	a := make([]any, 0, 5+len(args))
-	a = append(a, q.base(b), b)
-	for _, c := range q.common {
-		a = append(a, c)
-	}
+	a = append(a, q.buckets[b].argv5...)
 	return append(a, args...)
 }
 

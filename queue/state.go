@@ -104,6 +104,7 @@ func (q *Queue) Get(ctx context.Context, id string) (*Record, error) {
 			return nil, fmt.Errorf("queue: get %q: carrier ids: %w", id, err)
 		}
 	}
+	// Records written before history fields existed keep it as JSON lines.
 	for _, line := range strings.Split(h["hist"], "\n") {
 		if line == "" {
 			continue
@@ -117,14 +118,38 @@ func (q *Queue) Get(ctx context.Context, id string) (*Record, error) {
 		if err := json.Unmarshal([]byte(line), &e); err != nil {
 			return nil, fmt.Errorf("queue: get %q: history: %w", id, err)
 		}
-		t, _ := strconv.ParseInt(e.T, 10, 64)
-		he := message.HistoryEntry{Status: message.Status(e.S), At: time.UnixMicro(t).UTC()}
-		if e.C != "" {
-			he.Error = &message.Error{Code: e.C, Message: e.M}
+		r.History = append(r.History, historyEntry(e.S, e.T, e.C, e.M))
+	}
+	for i := 1; i <= atoi(h["nh"]); i++ {
+		he, err := parseHistory(h["h"+strconv.Itoa(i)])
+		if err != nil {
+			return nil, fmt.Errorf("queue: get %q: history: %w", id, err)
 		}
 		r.History = append(r.History, he)
 	}
 	return r, nil
+}
+
+func historyEntry(status, at, code, msg string) message.HistoryEntry {
+	t, _ := strconv.ParseInt(at, 10, 64)
+	he := message.HistoryEntry{Status: message.Status(status), At: time.UnixMicro(t).UTC()}
+	if code != "" {
+		he.Error = &message.Error{Code: code, Message: msg}
+	}
+	return he
+}
+
+// parseHistory decodes a history field: "status|µs|<len of code>|" then the
+// error code and message (scripts/common.lua hist_entry).
+func parseHistory(v string) (message.HistoryEntry, error) {
+	status, rest, ok1 := strings.Cut(v, "|")
+	at, rest, ok2 := strings.Cut(rest, "|")
+	n, rest, ok3 := strings.Cut(rest, "|")
+	cl, err := strconv.Atoi(n)
+	if !ok1 || !ok2 || !ok3 || err != nil || cl < 0 || cl > len(rest) {
+		return message.HistoryEntry{}, fmt.Errorf("bad entry %q", v)
+	}
+	return historyEntry(status, at, rest[:cl], rest[cl:]), nil
 }
 
 // holdTTL is how long a receipt that arrived before its submit_sm_resp waits.
@@ -144,57 +169,20 @@ type ReceiptResult struct {
 	Segment   int            // its segment (0-based)
 	Recorded  bool           // first receipt for this segment
 	Status    message.Status // the message's status afterwards
+	// Err is why this receipt was not applied (ApplyReceipts only; ApplyReceipt
+	// returns it): ErrNotFound or ErrBadID when the message is gone, else a
+	// storage failure (the carrier should deliver the receipt again).
+	Err error
 }
 
 // ApplyReceipt applies a delivery receipt: a message becomes delivered when
 // every segment is, undelivered (once) when any segment is not, each with a
 // message.status event. A receipt for a carrier id no ack has indexed yet is
-// held (atomically with the lookup) and applied by that Ack.
+// held (atomically with the lookup) and applied by that Ack. ApplyReceipts
+// applies several in two round trips.
 func (q *Queue) ApplyReceipt(ctx context.Context, r Receipt) (ReceiptResult, error) {
-	if r.State != message.StatusDelivered && r.State != message.StatusUndelivered {
-		return ReceiptResult{}, fmt.Errorf("queue: receipt: state %q", r.State)
-	}
-	raw, err := json.Marshal(r)
-	if err != nil {
-		return ReceiptResult{}, fmt.Errorf("queue: receipt: %w", err)
-	}
-	index, held := q.cidKeys(r.CarrierID)
-	v, err := q.runScript(ctx, scriptCIDResolve, []string{index, held}, raw, holdTTL.Milliseconds()).Text()
-	if errors.Is(err, redis.Nil) {
-		return ReceiptResult{Held: true}, nil
-	}
-	if err != nil {
-		return ReceiptResult{}, fmt.Errorf("queue: receipt: %w", err)
-	}
-	id, seg, ok := parseCIDValue(v)
-	if !ok {
-		return ReceiptResult{}, fmt.Errorf("queue: receipt: bad index value %q", v)
-	}
-	return q.applyReceipt(ctx, id, seg, r)
-}
-
-func (q *Queue) applyReceipt(ctx context.Context, id string, seg int, r Receipt) (ReceiptResult, error) {
-	out := ReceiptResult{MessageID: id, Segment: seg}
-	b, ok := q.bucketOfID(id)
-	if !ok {
-		return out, fmt.Errorf("queue: receipt %q: %w", id, ErrBadID)
-	}
-	var code, msg string
-	if r.Err != nil {
-		code, msg = r.Err.Code, r.Err.Message
-	}
-	res, err := q.run(ctx, scriptReceipt, b, id, seg, string(r.State), code, msg, r.CarrierID).Slice()
-	if err != nil {
-		return out, fmt.Errorf("queue: receipt: %w", err)
-	}
-	if n, _ := res[0].(int64); n < 0 {
-		return out, fmt.Errorf("queue: receipt %q: %w", id, ErrNotFound)
-	} else {
-		out.Recorded = n == 1
-	}
-	st, _ := res[1].(string)
-	out.Status = message.Status(st)
-	return out, nil
+	res, _ := q.ApplyReceipts(ctx, []Receipt{r})
+	return res[0], res[0].Err
 }
 
 // LookupCarrierID returns the message and segment of a carrier message id.
@@ -218,44 +206,6 @@ func parseCIDValue(v string) (string, int, bool) {
 	}
 	seg, err := strconv.Atoi(v[i+1:])
 	return v[:i], seg, err == nil && seg >= 0
-}
-
-// indexCarrierIDs maps each carrier id to (id, segment) and applies the
-// receipts held for them.
-func (q *Queue) indexCarrierIDs(ctx context.Context, id string, cids []string) error {
-	if len(cids) == 0 {
-		return nil
-	}
-	pipe := q.rdb.Pipeline()
-	cmds := make([]*redis.Cmd, len(cids))
-	for i, cid := range cids {
-		index, held := q.cidKeys(cid)
-		cmds[i] = q.pick(scriptCIDSet).EvalSha(ctx, pipe, []string{index, held}, id+"|"+strconv.Itoa(i), q.opts.CarrierIDTTL.Milliseconds())
-	}
-	_, _ = pipe.Exec(ctx)
-	var errs []error
-	for i, cmd := range cmds {
-		if cmd.Err() != nil && redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
-			index, held := q.cidKeys(cids[i])
-			cmd = q.runScript(ctx, scriptCIDSet, []string{index, held}, id+"|"+strconv.Itoa(i), q.opts.CarrierIDTTL.Milliseconds())
-		}
-		held, err := cmd.StringSlice()
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for _, h := range held {
-			var r Receipt
-			if err := json.Unmarshal([]byte(h), &r); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			if _, err := q.applyReceipt(ctx, id, i, r); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // Ping checks that Redis answers (for readiness).

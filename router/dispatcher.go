@@ -22,7 +22,8 @@ import (
 // Queue is what the dispatcher needs from the message queue.
 type Queue interface {
 	Claim(ctx context.Context, max int) ([]queue.Claimed, error)
-	Ack(ctx context.Context, c queue.Claimed, carrierIDs []string) error
+	// AckMany acks several messages in one round trip, one error per item.
+	AckMany(ctx context.Context, items []queue.AckItem) []error
 	Retry(ctx context.Context, c queue.Claimed, delay time.Duration, e message.Error) error
 	Requeue(ctx context.Context, c queue.Claimed) error
 	Fail(ctx context.Context, c queue.Claimed, e message.Error) error
@@ -86,8 +87,14 @@ type DispatcherOptions struct {
 	// DrainTimeout bounds how long submissions in flight may take to finish
 	// once Run's context is done. Default 10s.
 	DrainTimeout time.Duration
-	Logger       *slog.Logger
-	Registerer   prometheus.Registerer
+	// SettleBatch and SettleWait: successful submissions are acked by one
+	// settler in batches (Queue.AckMany) of at most SettleBatch (default 64),
+	// waiting at most SettleWait (default 1ms; negative: not at all) after the
+	// first for more to join.
+	SettleBatch int
+	SettleWait  time.Duration
+	Logger      *slog.Logger
+	Registerer  prometheus.Registerer
 }
 
 // Dispatcher claims messages the queue says may go now, as many as the binds
@@ -137,6 +144,12 @@ func NewDispatcher(opts DispatcherOptions) (*Dispatcher, error) {
 	if opts.DrainTimeout <= 0 {
 		opts.DrainTimeout = 10 * time.Second
 	}
+	if opts.SettleBatch <= 0 {
+		opts.SettleBatch = 64
+	}
+	if opts.SettleWait == 0 {
+		opts.SettleWait = time.Millisecond
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -177,10 +190,12 @@ func NewDispatcher(opts DispatcherOptions) (*Dispatcher, error) {
 func (d *Dispatcher) SetPlan(p *Plan) { d.plan.Store(p) }
 
 // Run claims and submits until ctx is done, then stops claiming, lets the
-// submissions in flight finish (bounded by DrainTimeout), puts claimed but
-// unsent messages back at the head of their queues, and returns.
+// submissions in flight finish and their outcomes be recorded (bounded by
+// DrainTimeout), puts claimed but unsent messages back at the head of their
+// queues, and returns.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	jobs := make(chan queue.Claimed, d.opts.Workers)
+	acks := make(chan queue.AckItem, d.opts.Workers)
 	// settle is the context for settling outcomes: it outlives ctx so that
 	// what was submitted is recorded, bounded by the drain timeout.
 	settleCtx, cancelSettle := context.WithCancel(context.WithoutCancel(ctx))
@@ -190,28 +205,40 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	// picked up by a worker, so not yet holding a window slot — the only
 	// part of pending that the binds' free window does not already count.
 	var pending, waiting atomic.Int64
-	var wg sync.WaitGroup
+	settled := func(n int) {
+		pending.Add(-int64(n))
+		d.metrics.inFlight.Sub(float64(n))
+		select {
+		case d.freed <- struct{}{}:
+		default:
+		}
+	}
+	var wg, settler sync.WaitGroup
 	for range d.opts.Workers {
 		wg.Go(func() {
 			for c := range jobs {
 				waiting.Add(-1)
-				d.handle(settleCtx, c)
-				pending.Add(-1)
-				d.metrics.inFlight.Dec()
-				select {
-				case d.freed <- struct{}{}:
-				default:
+				if ack, ok := d.handle(settleCtx, c); ok {
+					acks <- ack // the settler counts it settled
+					continue
 				}
+				settled(1)
 			}
 		})
 	}
+	settler.Go(func() { d.settleLoop(settleCtx, acks, settled) })
 	wg.Go(func() { d.reapLoop(ctx) })
 
 	d.claimLoop(ctx, jobs, &pending, &waiting)
 	close(jobs)
 
 	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	go func() {
+		wg.Wait()
+		close(acks) // every worker is done: the settler flushes what it has and returns
+		settler.Wait()
+		close(done)
+	}()
 	select {
 	case <-done:
 	case <-time.After(d.opts.DrainTimeout):
@@ -303,15 +330,74 @@ func (d *Dispatcher) reapLoop(ctx context.Context) {
 	}
 }
 
-// handle submits one claimed message and records its outcome.
-func (d *Dispatcher) handle(ctx context.Context, c queue.Claimed) {
+// settleLoop acks successful submissions in batches until acks is closed
+// and drained: it takes what is queued, waits up to SettleWait for more
+// while the batch is not full, and records the batch with one AckMany.
+func (d *Dispatcher) settleLoop(ctx context.Context, acks <-chan queue.AckItem, settled func(n int)) {
+	batch := make([]queue.AckItem, 0, d.opts.SettleBatch)
+	var timer *time.Timer
+	for first := range acks {
+		batch = append(batch[:0], first)
+		open := d.collect(&batch, acks)
+		if open && len(batch) < d.opts.SettleBatch && d.opts.SettleWait > 0 {
+			if timer == nil {
+				timer = time.NewTimer(d.opts.SettleWait)
+			} else {
+				timer.Reset(d.opts.SettleWait)
+			}
+		wait:
+			for len(batch) < d.opts.SettleBatch {
+				select {
+				case it, ok := <-acks:
+					if !ok {
+						break wait
+					}
+					batch = append(batch, it)
+				case <-timer.C:
+					break wait
+				}
+			}
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+		}
+		for i, err := range d.opts.Queue.AckMany(ctx, batch) {
+			d.settle("ack", err, batch[i].Claimed)
+		}
+		settled(len(batch))
+	}
+}
+
+// collect appends the acks already queued to batch, up to SettleBatch; it
+// reports false when acks is closed.
+func (d *Dispatcher) collect(batch *[]queue.AckItem, acks <-chan queue.AckItem) bool {
+	for len(*batch) < d.opts.SettleBatch {
+		select {
+		case it, ok := <-acks:
+			if !ok {
+				return false
+			}
+			*batch = append(*batch, it)
+		default:
+			return true
+		}
+	}
+	return true
+}
+
+// handle submits one claimed message and records its outcome; a successful
+// submission is returned for the settler to ack instead (ok true).
+func (d *Dispatcher) handle(ctx context.Context, c queue.Claimed) (ack queue.AckItem, ok bool) {
 	start := time.Now()
 	plan := d.plan.Load()
 	if ctx.Err() != nil {
 		// Shutting down before this message was submitted: back to the head,
 		// not a possible duplicate since nothing reached the carrier.
 		d.settle("retry", d.opts.Queue.Retry(context.WithoutCancel(ctx), c, 0, message.Error{Code: "shutdown", Message: "The daemon stopped before sending; the message will be sent after restart."}), c)
-		return
+		return ack, false
 	}
 	if len(c.Msg.Media) > 0 {
 		d.metrics.outcomes.WithLabelValues("", "mms_unavailable").Inc()
@@ -319,7 +405,7 @@ func (d *Dispatcher) handle(ctx context.Context, c queue.Claimed) {
 			Code:    CodeMMSRouteUnavailable,
 			Message: "No MMS route is configured for this carrier, so the message was not sent; send the media as a link in an SMS, or ask the operator to configure an MMS route.",
 		}), c)
-		return
+		return ack, false
 	}
 	name, ok := plan.Table.Carrier(c.Msg.From, plan.up)
 	if !ok {
@@ -329,14 +415,14 @@ func (d *Dispatcher) handle(ctx context.Context, c queue.Claimed) {
 				Code:    CodeNoRoute,
 				Message: fmt.Sprintf("No carrier route covers the sender number %s; add a [[route]] or set the number's carrier in the configuration.", c.Msg.From),
 			}), c)
-			return
+			return ack, false
 		}
 		d.metrics.outcomes.WithLabelValues(name, "carrier_down").Inc()
 		d.settle("retry", d.opts.Queue.Retry(ctx, c, d.backoff(c.Attempt), message.Error{
 			Code:    CodeCarrierUnavailable,
 			Message: fmt.Sprintf("No bind of carrier %q is up; the message stays queued and is retried.", name),
 		}), c)
-		return
+		return ack, false
 	}
 	carrier := plan.Carriers[name]
 	// Give up waiting for window or throughput before half the lease has
@@ -355,7 +441,7 @@ func (d *Dispatcher) handle(ctx context.Context, c queue.Claimed) {
 	switch res.Outcome {
 	case smpp.OK:
 		d.metrics.outcomes.WithLabelValues(name, "ok").Inc()
-		d.settle("ack", d.opts.Queue.Ack(ctx, c, res.CarrierIDs), c)
+		return queue.AckItem{Claimed: c, CarrierIDs: res.CarrierIDs}, true
 	case smpp.Temporary:
 		d.metrics.outcomes.WithLabelValues(name, "temporary").Inc()
 		d.settle("retry", d.opts.Queue.Retry(ctx, c, d.backoff(c.Attempt), message.Error{
@@ -372,6 +458,7 @@ func (d *Dispatcher) handle(ctx context.Context, c queue.Claimed) {
 		d.metrics.outcomes.WithLabelValues(name, "unknown").Inc()
 		d.settle("requeue", d.opts.Queue.Requeue(ctx, c), c)
 	}
+	return ack, false
 }
 
 func describe(res smpp.Result) string {

@@ -2,6 +2,8 @@ package router
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,9 +19,11 @@ import (
 
 // listQueue hands out a fixed list of messages and records acks.
 type listQueue struct {
-	mu    sync.Mutex
-	left  []queue.Claimed
-	acked atomic.Int64
+	mu      sync.Mutex
+	left    []queue.Claimed
+	acked   atomic.Int64
+	batches atomic.Int64 // AckMany calls
+	ackIDs  []string     // acked ids, in order
 }
 
 func (q *listQueue) Claim(_ context.Context, max int) ([]queue.Claimed, error) {
@@ -31,9 +35,15 @@ func (q *listQueue) Claim(_ context.Context, max int) ([]queue.Claimed, error) {
 	return out, nil
 }
 
-func (q *listQueue) Ack(context.Context, queue.Claimed, []string) error {
-	q.acked.Add(1)
-	return nil
+func (q *listQueue) AckMany(_ context.Context, items []queue.AckItem) []error {
+	q.batches.Add(1)
+	q.mu.Lock()
+	for _, it := range items {
+		q.ackIDs = append(q.ackIDs, it.Claimed.Msg.ID)
+	}
+	q.mu.Unlock()
+	q.acked.Add(int64(len(items)))
+	return make([]error, len(items))
 }
 
 func (q *listQueue) Retry(context.Context, queue.Claimed, time.Duration, message.Error) error {
@@ -122,4 +132,73 @@ func TestDispatcherFillsWindow(t *testing.T) {
 	}()
 	require.Eventually(t, func() bool { return q.acked.Load() == n }, 5*time.Second, time.Millisecond)
 	require.LessOrEqual(t, carrier.inFlight(), window)
+}
+
+// instantCarrier accepts every submission at once.
+type instantCarrier struct{}
+
+func (instantCarrier) Submit(context.Context, smpp.Submission) smpp.Result {
+	return smpp.Result{Outcome: smpp.OK, CarrierIDs: []string{"1"}}
+}
+func (instantCarrier) Up() bool  { return true }
+func (instantCarrier) Free() int { return 1000 }
+
+func listOf(n int) *listQueue {
+	q := &listQueue{}
+	for i := range n {
+		q.left = append(q.left, queue.Claimed{Msg: message.Message{ID: fmt.Sprintf("m%04d", i), From: "+15550001111", To: "+15557654321"}})
+	}
+	return q
+}
+
+func testPlan(c Carrier) *Plan {
+	cfg := &config.Config{Routes: []config.Route{{Prefix: "+", Carrier: "sim"}}}
+	return &Plan{Table: NewTable(cfg), Carriers: map[string]Carrier{"sim": c}}
+}
+
+// TestDispatcherBatchesAcks: successful submissions are acked in batches
+// by the settler, each message exactly once.
+func TestDispatcherBatchesAcks(t *testing.T) {
+	const n = 500
+	q := listOf(n)
+	d, err := NewDispatcher(DispatcherOptions{Queue: q, Plan: testPlan(instantCarrier{}), Workers: 64, Idle: time.Millisecond, SettleWait: 5 * time.Millisecond})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	require.Eventually(t, func() bool { return q.acked.Load() == n }, 10*time.Second, time.Millisecond)
+	cancel()
+	<-done
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	slices.Sort(q.ackIDs)
+	require.Len(t, slices.Compact(q.ackIDs), n, "each message acked once")
+	require.Less(t, q.batches.Load(), int64(n/2), "acks were not batched")
+}
+
+// TestDispatcherFlushesAcksOnStop: submissions that succeed while the
+// dispatcher stops are still acked before Run returns.
+func TestDispatcherFlushesAcksOnStop(t *testing.T) {
+	const window = 10
+	q := listOf(window)
+	carrier := &windowCarrier{sem: make(chan struct{}, window), release: make(chan struct{})}
+	d, err := NewDispatcher(DispatcherOptions{
+		Queue: q, Plan: testPlan(carrier), Workers: window, Idle: time.Millisecond,
+		DrainTimeout: 5 * time.Second, SettleWait: time.Hour, // only a full batch or the stop flushes
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	require.Eventually(t, func() bool { return len(carrier.sem) == window }, 5*time.Second, time.Millisecond)
+	cancel()
+	for range window {
+		carrier.release <- struct{}{}
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	require.Equal(t, int64(window), q.acked.Load(), "acks lost on stop")
 }

@@ -1,5 +1,6 @@
 -- claim: ARGV[6] max senders, ARGV[7] lease us, ARGV[8] max expired heads dropped per sender
--- Returns {{id, body, attempt, dup}...}, expired count.
+-- Returns {{id, body, attempt, dup}...}, expired count, the earliest score left in
+-- ready (µs, -1 when empty) and how many senders are still due.
 local now = now_us()
 local lease = tonumber(ARGV[7])
 local maxdrop = tonumber(ARGV[8])
@@ -23,18 +24,18 @@ for _, from in ipairs(senders) do
     local id = redis.call('LPOP', qkey)
     if not id then break end
     local mkey = base .. 'm:' .. id
-    local f = redis.call('HMGET', mkey, 'st', 'exp', 'segs', 'body', 'dup', 'org', 'ref', 'hist')
+    local f = redis.call('HMGET', mkey, 'st', 'exp', 'segs', 'body', 'dup', 'org', 'ref')
     if f[1] ~= 'queued' then
       dropped = dropped + 1 -- vanished or already final: not claimable
     elseif tonumber(f[2]) > 0 and tonumber(f[2]) <= now then
-      finish(mkey, id, {org = f[6], ref = f[7], dup = f[5], hist = f[8]}, 'expired', now,
+      finish(mkey, id, {org = f[6], ref = f[7], dup = f[5]}, 'expired', now,
         'expired', 'the validity period passed before the message could be sent', '')
       expired = expired + 1
       dropped = dropped + 1
     elseif optouts and opted_out(f[4]) then
       -- The recipient texted STOP after this message was accepted: it is not
       -- sent (keyword replies, which confirm the opt-out, still are).
-      finish(mkey, id, {org = f[6], ref = f[7], dup = f[5], hist = f[8]}, 'failed', now,
+      finish(mkey, id, {org = f[6], ref = f[7], dup = f[5]}, 'failed', now,
         'recipient_opted_out', 'the recipient opted out (replied STOP) after the message was accepted, so it was not sent', '')
       dropped = dropped + 1
     else
@@ -57,4 +58,6 @@ for _, from in ipairs(senders) do
   end
   resched(from, now, true, nf, nx)
 end
-return {out, expired}
+local next = redis.call('ZRANGE', base .. 'ready', 0, 0, 'WITHSCORES')
+if #next == 0 then return {out, expired, -1, 0} end
+return {out, expired, tonumber(next[2]), redis.call('ZCOUNT', base .. 'ready', '-inf', n2s(now))}

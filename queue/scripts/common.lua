@@ -44,19 +44,21 @@ local function rfc3339(us)
   return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%06dZ', y, m, d, hh, mi, ss, frac)
 end
 
--- hist_add returns the message history prev (newline-separated JSON, or
--- false) with one entry appended.
-local function hist_add(prev, status, now, code, msg)
-  local e = {s = status, t = n2s(now)}
+-- hist_entry encodes one history entry compactly for Get to parse:
+-- "status|µs|<len of code>|" followed by code and message (so neither needs
+-- escaping). Entries are the hash fields h1, h2, … of the message, numbered by
+-- its field nh, so a status change writes one small field instead of
+-- rewriting the whole history.
+local function hist_entry(status, now, code, msg)
   if code and code ~= '' then
-    e.c = code
-    e.m = msg
+    return status .. '|' .. n2s(now) .. '|' .. #code .. '|' .. code .. (msg or '')
   end
-  local line = cjson.encode(e)
-  if prev and prev ~= '' then
-    return prev .. '\n' .. line
-  end
-  return line
+  return status .. '|' .. n2s(now) .. '|0|'
+end
+
+-- hist_field returns the name of the message's next history field.
+local function hist_field(mkey)
+  return 'h' .. redis.call('HINCRBY', mkey, 'nh', 1)
 end
 
 -- emit appends one event to the bucket's stream.
@@ -71,7 +73,7 @@ end
 -- history, emits the message.status event and starts the retention TTL.
 -- m holds the fields of MF; extra are more field/value pairs to set.
 local function finish(mkey, id, m, status, now, code, msg, cid, extra)
-  local args = {'HSET', mkey, 'st', status, 'hist', hist_add(m.hist, status, now, code, msg)}
+  local args = {'HSET', mkey, 'st', status, hist_field(mkey), hist_entry(status, now, code, msg)}
   if extra then
     for _, v in ipairs(extra) do args[#args + 1] = v end
   end
@@ -91,6 +93,8 @@ end
 -- in its in-flight window. force re-scores it (its next-allowed time moved);
 -- otherwise a sender already waiting keeps its place. nf and nx are the
 -- sender's in-flight count and next-allowed time when the caller knows them.
+-- Returns the sender's score in ready (µs, -1 when it is not there) and 1
+-- when this call put it there (0 when it was already there or is not).
 local function resched(from, now, force, nf, nx)
   if nf == nil then
     local f = redis.call('HMGET', base .. 's:' .. from, 'nf', 'nx')
@@ -100,22 +104,24 @@ local function resched(from, now, force, nf, nx)
   if nf < window and redis.call('LLEN', base .. 'q:' .. from) > 0 then
     if nx < now then nx = now end
     if force then
-      redis.call('ZADD', base .. 'ready', n2s(nx), from)
-    else
-      redis.call('ZADD', base .. 'ready', 'NX', n2s(nx), from)
+      return nx, redis.call('ZADD', base .. 'ready', n2s(nx), from)
     end
-  else
-    redis.call('ZREM', base .. 'ready', from)
+    if redis.call('ZADD', base .. 'ready', 'NX', n2s(nx), from) == 1 then
+      return nx, 1
+    end
+    return tonumber(redis.call('ZSCORE', base .. 'ready', from)), 0
   end
+  redis.call('ZREM', base .. 'ready', from)
+  return -1, 0
 end
 
--- lease_check returns the message's fields {att, from, org, ref, dup, hist}
--- when id is in flight with this attempt, else nil.
+-- lease_check returns the message's fields {from, org, ref, dup} when id is
+-- in flight with this attempt, else nil.
 local function lease_check(mkey, id, attempt)
   if not redis.call('ZSCORE', base .. 'inflight', id) then return nil end
-  local f = redis.call('HMGET', mkey, 'att', 'from', 'org', 'ref', 'dup', 'hist')
+  local f = redis.call('HMGET', mkey, 'att', 'from', 'org', 'ref', 'dup')
   if not f[1] or tonumber(f[1]) ~= tonumber(attempt) or not f[2] then return nil end
-  return {from = f[2], org = f[3], ref = f[4], dup = f[5], hist = f[6]}
+  return {from = f[2], org = f[3], ref = f[4], dup = f[5]}
 end
 
 -- release ends the lease of message id; returns the sender's in-flight

@@ -3,6 +3,9 @@
 -- [14] check opt-out "1", [15] idempotency TTL ms,
 -- [16..20] message: id, body, expires us (0 none), segments, client_ref,
 -- [21..25] notice: same ("" id: no notice)
+-- Returns {'ok', notice queued 0|1, sender's ready score (µs) or -1,
+-- 1 when the sender was added to ready}, or {'replay', response},
+-- {'conflict'}, {'optout'}, {'full'}.
 local from, to, org = ARGV[6], ARGV[7], ARGV[8]
 local idem = ''
 if ARGV[9] ~= '' then
@@ -39,7 +42,7 @@ local function store(i)
   local mkey = base .. 'm:' .. id
   redis.call('HSET', mkey, 'body', ARGV[i + 1], 'st', 'queued', 'att', 0, 'exp', ARGV[i + 2],
     'segs', ARGV[i + 3], 'ref', ARGV[i + 4], 'org', org, 'from', from,
-    'hist', hist_add(false, 'queued', now, nil, nil))
+    'nh', 1, 'h1', hist_entry('queued', now, nil, nil))
   redis.call('RPUSH', qkey, id)
 end
 if notice then
@@ -50,10 +53,10 @@ store(16)
 if tonumber(ARGV[13]) >= 0 then
   redis.call('HSET', skey, 'iv', ARGV[13])
 end
-resched(from, now, false)
+local score, added = resched(from, now, false)
 if idem ~= '' then
   redis.call('HSET', idem, 'h', ARGV[10], 'r', ARGV[11])
   redis.call('PEXPIRE', idem, ARGV[15])
 end
-if notice then return {'ok', 1} end
-return {'ok', 0}
+if notice then return {'ok', 1, score, added} end
+return {'ok', 0, score, added}

@@ -2,10 +2,10 @@
 -- [10] error message, [11] carrier id. Returns {recorded 0|1, status}.
 local id = ARGV[6]
 local mkey = base .. 'm:' .. id
-local f = redis.call('HMGET', mkey, 'st', 'ncid', 'org', 'ref', 'dup', 'hist')
+local f = redis.call('HMGET', mkey, 'st', 'ncid', 'org', 'ref', 'dup')
 local st = f[1]
 if not st then return {-1, ''} end
-local m = {org = f[3], ref = f[4], dup = f[5], hist = f[6]}
+local m = {org = f[3], ref = f[4], dup = f[5]}
 local field = 'r' .. ARGV[7]
 if redis.call('HSETNX', mkey, field, ARGV[8]) == 0 then return {0, st} end
 if st ~= 'sent' then return {1, st} end
