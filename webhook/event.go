@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -61,11 +63,11 @@ func parseEntry(values map[string]any) (event, error) {
 	if err != nil {
 		return event{}, err
 	}
-	trimmed := strings.TrimSpace(data)
-	if !strings.HasPrefix(trimmed, "{") || !json.Valid([]byte(trimmed)) {
+	b := []byte(strings.TrimSpace(data))
+	if len(b) == 0 || b[0] != '{' || !json.Valid(b) {
 		return event{}, errors.New("parse entry: field \"data\" is not a JSON object")
 	}
-	e.Data = []byte(trimmed)
+	e.Data = b
 	return e, nil
 }
 
@@ -85,9 +87,18 @@ func (e event) body() []byte {
 	return append(b, '}')
 }
 
+// appendJSONString appends s as a JSON string, byte for byte as json.Marshal
+// writes it (which also escapes <, > and &).
 func appendJSONString(b []byte, s string) []byte {
-	q, _ := json.Marshal(s) // a string always marshals
-	return append(b, q...)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // Sign returns the Smsgate-Signature header value for body sent at time t:
@@ -95,6 +106,58 @@ func appendJSONString(b []byte, s string) []byte {
 func Sign(secret string, t time.Time, body []byte) string {
 	ts := strconv.FormatInt(t.Unix(), 10)
 	return "t=" + ts + ",v1=" + hex.EncodeToString(mac(secret, ts, body))
+}
+
+// signers signs bodies, keeping keyed HMAC states per secret for reuse
+// (hmac.New costs several allocations; Reset returns a state to its key).
+type signers struct {
+	mu    sync.Mutex
+	pools map[string]*sync.Pool
+}
+
+// macState is a keyed HMAC-SHA256 and scratch space for one signature.
+type macState struct {
+	h   hash.Hash
+	buf []byte
+}
+
+// maxSigners bounds the states kept: secrets change only on reload.
+const maxSigners = 256
+
+func newSigners() *signers { return &signers{pools: map[string]*sync.Pool{}} }
+
+// sign returns Sign(secret, t, body).
+func (s *signers) sign(secret string, t time.Time, body []byte) string {
+	s.mu.Lock()
+	p, ok := s.pools[secret]
+	if !ok {
+		if len(s.pools) >= maxSigners {
+			clear(s.pools)
+		}
+		p = &sync.Pool{New: func() any {
+			return &macState{h: hmac.New(sha256.New, []byte(secret)), buf: make([]byte, 0, 64)}
+		}}
+		s.pools[secret] = p
+	}
+	s.mu.Unlock()
+	st := p.Get().(*macState)
+	st.h.Reset()
+	st.buf = strconv.AppendInt(st.buf[:0], t.Unix(), 10)
+	ts := len(st.buf)
+	st.buf = append(st.buf, '.')
+	st.h.Write(st.buf)
+	st.h.Write(body)
+	st.buf = st.h.Sum(st.buf[:ts])
+	var out strings.Builder
+	out.Grow(2 + ts + 4 + 2*sha256.Size)
+	out.WriteString("t=")
+	out.Write(st.buf[:ts])
+	out.WriteString(",v1=")
+	var hx [2 * sha256.Size]byte
+	hex.Encode(hx[:], st.buf[ts:])
+	out.Write(hx[:])
+	p.Put(st)
+	return out.String()
 }
 
 func mac(secret, ts string, body []byte) []byte {

@@ -118,3 +118,26 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+func TestSignersMatchSign(t *testing.T) {
+	s := newSigners()
+	at := time.Unix(1700000000, 0)
+	for i := range 3 { // reused states give the same answers
+		for _, secret := range []string{"a", "b", "", "a long secret longer than the sha256 block size of sixty-four bytes......"} {
+			body := []byte(`{"id":"evt_` + string(rune('0'+i)) + `"}`)
+			require.Equal(t, Sign(secret, at, body), s.sign(secret, at, body))
+			require.NoError(t, Verify(secret, s.sign(secret, at, body), body, 0, at))
+		}
+	}
+}
+
+func FuzzAppendJSONString(f *testing.F) {
+	for _, s := range []string{"", "evt_1", `a"b`, `a\b`, "<&>", "\x00\x1f", "h\u00e9", "\u2028", "\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, err := json.Marshal(s)
+		require.NoError(t, err)
+		require.Equal(t, string(want), string(appendJSONString([]byte("x"), s))[1:])
+	})
+}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -14,9 +16,11 @@ import (
 // ackItem is a stream entry to XACK.
 type ackItem struct{ stream, id string }
 
-// ackLoop acknowledges stream entries in batches: whatever accumulated while
-// the previous XACK pipeline ran goes in the next. It returns when acks is
-// closed, after a last flush.
+// ackLoop acknowledges stream entries in batches: one pipeline with one XACK
+// per stream, sent when ackBatch entries gathered or ackLinger after the
+// first of them. Acknowledging late is safe: an entry acknowledged late is at
+// worst delivered again after a crash. It returns when acks is closed, after
+// a last flush.
 func (d *Dispatcher) ackLoop(ctx context.Context) {
 	bg := context.WithoutCancel(ctx)
 	batch := map[string][]string{}
@@ -28,7 +32,9 @@ func (d *Dispatcher) ackLoop(ctx context.Context) {
 		fctx, cancel := context.WithTimeout(bg, 10*time.Second)
 		_, err := d.rdb.Pipelined(fctx, func(p redis.Pipeliner) error {
 			for st, ids := range batch {
-				p.XAck(fctx, st, d.opts.Group, ids...)
+				if len(ids) > 0 {
+					p.XAck(fctx, st, d.opts.Group, ids...)
+				}
 			}
 			return nil
 		})
@@ -38,39 +44,47 @@ func (d *Dispatcher) ackLoop(ctx context.Context) {
 		} else {
 			d.clearErr("ack")
 		}
-		clear(batch)
+		for st, ids := range batch {
+			batch[st] = ids[:0]
+		}
 		n = 0
 	}
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
 	for {
-		it, ok := <-d.acks
-		if !ok {
-			return
-		}
-		batch[it.stream] = append(batch[it.stream], it.id)
-		n++
-	more:
-		for n < 1024 {
-			select {
-			case it, ok := <-d.acks:
-				if !ok {
-					flush()
-					return
-				}
-				batch[it.stream] = append(batch[it.stream], it.id)
-				n++
-			default:
-				break more
+		select {
+		case it, ok := <-d.acks:
+			if !ok {
+				flush()
+				return
 			}
+			if n == 0 {
+				linger.Reset(d.ackLinger)
+			}
+			batch[it.stream] = append(batch[it.stream], it.id)
+			n++
+			if n >= ackBatch {
+				linger.Stop()
+				flush()
+			}
+		case <-linger.C:
+			flush()
 		}
-		flush()
 	}
 }
+
+// ackBatch is the most stream entries acknowledged in one pipeline.
+const ackBatch = 1024
 
 // streamMsg is an entry read from one of the streams.
 type streamMsg struct {
 	stream string
 	msg    redis.XMessage
 }
+
+// maxBlock bounds one blocking XREADGROUP, so the reader also gets round to
+// taking over abandoned entries (autoClaim) in time.
+const maxBlock = time.Second
 
 // readLoop reads the streams: first this consumer's own pending entries (a
 // restart under the same name), then new entries, and periodically entries
@@ -79,10 +93,10 @@ func (d *Dispatcher) readLoop(ctx context.Context) {
 	for _, st := range d.opts.Streams {
 		d.readPending(ctx, st)
 	}
+	rd := d.newReader(ctx)
+	defer rd.close()
 	claimEvery := max(d.opts.ClaimIdle/2, 100*time.Millisecond)
 	nextClaim := time.Now().Add(claimEvery)
-	const minIdle = 5 * time.Millisecond
-	idle := minIdle
 	for ctx.Err() == nil {
 		if time.Now().After(nextClaim) {
 			d.autoClaim(ctx)
@@ -92,25 +106,32 @@ func (d *Dispatcher) readLoop(ctx context.Context) {
 		if room <= 0 {
 			continue
 		}
-		msgs, err := d.readNew(ctx, min(room, d.opts.ReadCount))
+		msgs, err := rd.read(ctx, min(room, d.opts.ReadCount), min(maxBlock, max(time.Millisecond, time.Until(nextClaim))))
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			d.logErr("read", err)
+			if strings.Contains(err.Error(), "NOGROUP") {
+				// A stream was deleted: one read names all streams, so
+				// recreate what is missing rather than stall them all.
+				if err := d.createGroups(ctx); err != nil && ctx.Err() == nil {
+					d.logErr("read", err)
+				}
+			}
 			sleep(ctx, d.opts.PollInterval)
 			continue
 		}
 		d.clearErr("read")
-		if len(msgs) == 0 {
-			if len(d.opts.Streams) > 1 { // a single stream blocks in XREADGROUP instead
-				sleep(ctx, idle)
-				idle = min(2*idle, d.opts.PollInterval)
-			}
-			continue
+		if len(msgs) > 0 {
+			d.enqueue(ctx, msgs)
 		}
-		idle = minIdle
-		d.enqueue(ctx, msgs)
+		if len(msgs) > 0 && len(msgs) < d.opts.ReadCount/4 {
+			// A trickle: let entries gather before the next read, so one
+			// read (and one wake-up of a blocked read in Redis) serves
+			// several events instead of each.
+			sleep(ctx, d.linger)
+		}
 	}
 }
 
@@ -127,31 +148,198 @@ func (d *Dispatcher) waitRoom(ctx context.Context) int {
 	}
 }
 
-// readNew reads up to n new entries: one blocking XREADGROUP on a single
-// stream, else a pipeline of non-blocking XREADGROUP, one per stream (go-redis
-// splits it per node on a cluster).
-func (d *Dispatcher) readNew(ctx context.Context, n int) ([]streamMsg, error) {
-	if len(d.opts.Streams) == 1 {
-		st := d.opts.Streams[0]
-		res, err := d.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
-			Group: d.opts.Group, Consumer: d.opts.Consumer, Streams: []string{st, ">"},
-			Count: int64(n), Block: min(time.Second, max(d.opts.PollInterval, 100*time.Millisecond)),
-		}).Result()
-		if errors.Is(err, redis.Nil) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("xreadgroup: %w", err)
-		}
-		return flatten(res), nil
+// streamReader reads new entries from all streams.
+//
+// On a single Redis server (*redis.Client) it sends one XREADGROUP naming
+// every stream and blocks in it, on a connection of its own: CLIENT UNBLOCK
+// from another connection ends the wait when ctx is done, so shutdown is
+// prompt. Elsewhere (Redis Cluster, Ring) it pipelines one non-blocking
+// XREADGROUP per hash slot (streams sharing a slot go in one command) and
+// polls, backing off while the streams are empty.
+type streamReader struct {
+	d       *Dispatcher
+	single  *redis.Client
+	groups  [][]string // streams grouped by hash slot (cluster path)
+	args    []string   // "s1 … sN > … >" (single path)
+	hot     []string   // streams whose last read filled their COUNT: read again at once
+	conn    *redis.Conn
+	idle    time.Duration
+	stop    chan struct{} // closed by close: the unblocker exits
+	stopped chan struct{} // closed when the unblocker has exited
+
+	mu     sync.Mutex
+	connID int64 // CLIENT ID of conn, 0 when none
+}
+
+const minIdle = 5 * time.Millisecond
+
+func (d *Dispatcher) newReader(ctx context.Context) *streamReader {
+	r := &streamReader{d: d, idle: minIdle, stop: make(chan struct{}), stopped: make(chan struct{})}
+	if c, ok := d.rdb.(*redis.Client); ok {
+		r.single = c
+		r.args = streamArgs(d.opts.Streams)
+		go r.unblocker(ctx)
+		return r
 	}
-	per := int64(max(8, n/len(d.opts.Streams)))
-	cmds := make([]*redis.XStreamSliceCmd, len(d.opts.Streams))
-	_, _ = d.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, st := range d.opts.Streams {
+	close(r.stopped)
+	_, cluster := d.rdb.(*redis.ClusterClient)
+	bySlot := map[int][]string{}
+	var order []int
+	for i, st := range d.opts.Streams {
+		k := i // not a cluster: no grouping, one command per stream
+		if cluster {
+			k = slot(st)
+		}
+		if _, ok := bySlot[k]; !ok {
+			order = append(order, k)
+		}
+		bySlot[k] = append(bySlot[k], st)
+	}
+	for _, k := range order {
+		r.groups = append(r.groups, bySlot[k])
+	}
+	return r
+}
+
+// streamArgs returns the STREAMS arguments: every key, then ">" for each.
+func streamArgs(streams []string) []string {
+	out := make([]string, 0, 2*len(streams))
+	out = append(out, streams...)
+	for range streams {
+		out = append(out, ">")
+	}
+	return out
+}
+
+// unblocker ends a blocking read in progress once ctx is done. CLIENT UNBLOCK
+// is repeated until the reader has left, in case it raced the read's start.
+func (r *streamReader) unblocker(ctx context.Context) {
+	defer close(r.stopped)
+	select {
+	case <-r.stop:
+		return
+	case <-ctx.Done():
+	}
+	bg := context.WithoutCancel(ctx)
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		r.mu.Lock()
+		id := r.connID
+		r.mu.Unlock()
+		if id != 0 {
+			uctx, cancel := context.WithTimeout(bg, time.Second)
+			_ = r.single.ClientUnblock(uctx, id).Err()
+			cancel()
+		}
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// close stops the unblocker and releases the reader's connection.
+func (r *streamReader) close() {
+	close(r.stop)
+	<-r.stopped
+	r.dropConn()
+}
+
+func (r *streamReader) dropConn() {
+	if r.conn != nil {
+		_ = r.conn.Close()
+	}
+	r.conn = nil
+	r.mu.Lock()
+	r.connID = 0
+	r.mu.Unlock()
+}
+
+// read returns up to about n new entries, waiting at most block for some.
+func (r *streamReader) read(ctx context.Context, n int, block time.Duration) ([]streamMsg, error) {
+	if r.single != nil {
+		return r.readSingle(ctx, n, block)
+	}
+	return r.readPipelined(ctx, n)
+}
+
+func (r *streamReader) readSingle(ctx context.Context, n int, block time.Duration) ([]streamMsg, error) {
+	if r.conn == nil {
+		c := r.single.Conn()
+		id, err := c.ClientID(ctx).Result()
+		if err != nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("client id: %w", err)
+		}
+		r.conn = c
+		r.mu.Lock()
+		r.connID = id
+		r.mu.Unlock()
+	}
+	streams, per, full := r.args, max(1, n/len(r.d.opts.Streams)), true
+	if len(r.hot) > 0 {
+		// Streams that had more than their share last time: read them
+		// again, without blocking, with the whole count split among them.
+		streams, per, full = streamArgs(r.hot), max(1, n/len(r.hot)), false
+		block = -1
+	}
+	r.hot = r.hot[:0]
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	res, err := r.conn.XReadGroup(ctx, &redis.XReadGroupArgs{
+		Group: r.d.opts.Group, Consumer: r.d.opts.Consumer, Streams: streams,
+		Count: int64(per), Block: block,
+	}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		r.dropConn()
+		return nil, fmt.Errorf("xreadgroup: %w", err)
+	}
+	return r.collect(res, per, full), nil
+}
+
+// collect flattens a reply. After a read of all streams it notes those that
+// filled their count (the next read takes more from them; the one after
+// reads all streams again, so no stream starves).
+func (r *streamReader) collect(res []redis.XStream, per int, full bool) []streamMsg {
+	total := 0
+	for _, s := range res {
+		total += len(s.Messages)
+	}
+	out := make([]streamMsg, 0, total)
+	for _, s := range res {
+		for _, m := range s.Messages {
+			out = append(out, streamMsg{stream: s.Stream, msg: m})
+		}
+		if full && len(s.Messages) >= per && len(r.d.opts.Streams) > 1 {
+			r.hot = append(r.hot, s.Stream)
+		}
+	}
+	return out
+}
+
+func (r *streamReader) readPipelined(ctx context.Context, n int) ([]streamMsg, error) {
+	streams := len(r.d.opts.Streams)
+	per := max(1, n/streams)
+	groups, full := r.groups, true
+	if len(r.hot) > 0 {
+		groups, per, full = nil, max(1, n/len(r.hot)), false
+		for _, st := range r.hot {
+			groups = append(groups, []string{st})
+		}
+	}
+	r.hot = r.hot[:0]
+	cmds := make([]*redis.XStreamSliceCmd, len(groups))
+	_, _ = r.d.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, g := range groups {
 			cmds[i] = p.XReadGroup(ctx, &redis.XReadGroupArgs{
-				Group: d.opts.Group, Consumer: d.opts.Consumer, Streams: []string{st, ">"},
-				Count: per, Block: -1,
+				Group: r.d.opts.Group, Consumer: r.d.opts.Consumer, Streams: streamArgs(g),
+				Count: int64(per), Block: -1,
 			})
 		}
 		return nil
@@ -165,9 +353,36 @@ func (d *Dispatcher) readNew(ctx context.Context, n int) ([]streamMsg, error) {
 		if err != nil {
 			return out, fmt.Errorf("xreadgroup: %w", err)
 		}
-		out = append(out, flatten(res)...)
+		out = append(out, r.collect(res, per, full)...)
+	}
+	if len(out) == 0 && len(r.hot) == 0 {
+		sleep(ctx, r.idle)
+		r.idle = min(2*r.idle, r.d.opts.PollInterval)
+	} else {
+		r.idle = minIdle
 	}
 	return out, nil
+}
+
+// slot is the Redis Cluster hash slot of key (CRC16/XMODEM of its hash tag).
+func slot(key string) int {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			key = key[i+1 : i+1+j]
+		}
+	}
+	var crc uint16
+	for i := 0; i < len(key); i++ {
+		crc ^= uint16(key[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return int(crc) % 16384
 }
 
 func flatten(res []redis.XStream) []streamMsg {
@@ -247,7 +462,8 @@ func (d *Dispatcher) enqueue(ctx context.Context, msgs []streamMsg) {
 			continue
 		}
 		j := &job{
-			rec:    record{ID: ev.ID, Type: ev.Type, Org: ev.Org, Body: string(ev.body())},
+			rec:    record{ID: ev.ID, Type: ev.Type, Org: ev.Org},
+			body:   ev.body(),
 			stream: m.stream, entry: m.msg.ID,
 		}
 		d.resolve(j)

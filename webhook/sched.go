@@ -9,7 +9,8 @@ import (
 // job is one event held in memory: a fresh stream entry, or a retry leased
 // from an endpoint's set in Redis.
 type job struct {
-	rec    record
+	rec    record    // rec.Body may be empty while body holds the bytes (fresh events)
+	body   []byte    // the exact bytes POSTed; built once, from the stream entry or rec.Body
 	first  time.Time // first attempt; zero when never attempted
 	stream string    // fresh: stream and entry to XACK once the event is safe
 	entry  string
@@ -23,6 +24,23 @@ type job struct {
 }
 
 func (j *job) fresh() bool { return j.stream != "" }
+
+// payload returns the bytes to POST.
+func (j *job) payload() []byte {
+	if j.body == nil {
+		j.body = []byte(j.rec.Body)
+	}
+	return j.body
+}
+
+// record returns the job's record with its body, for storing in Redis.
+func (j *job) record() record {
+	r := j.rec
+	if r.Body == "" {
+		r.Body = string(j.body)
+	}
+	return r
+}
 
 func (j *job) heldKey() string { return j.stream + "\x00" + j.entry }
 

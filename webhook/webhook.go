@@ -2,7 +2,9 @@
 // HTTP webhook, signed, at least once, surviving restarts (API.md section 3).
 //
 // Fresh events are read from the streams with a consumer group and POSTed at
-// once. An event that fails is put in its endpoint's retry set in Redis before
+// once. On a single Redis server one blocking XREADGROUP covers every stream;
+// on a cluster one non-blocking XREADGROUP per hash slot is pipelined and
+// polled. Acknowledgements are batched: one XACK per stream per batch. An event that fails is put in its endpoint's retry set in Redis before
 // its stream entry is acknowledged, so a crash loses nothing. Retries are
 // spread with exponential backoff and full jitter until RetryFor has passed
 // since the first attempt; then the event becomes a dead letter that an
@@ -25,6 +27,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -67,9 +70,9 @@ type Options struct {
 	Workers     int // concurrent deliveries; default 8
 	PerEndpoint int // requests in flight to one healthy endpoint; default 4
 
-	PollInterval time.Duration // retry-set polling and idle stream reads; default 250ms
+	PollInterval time.Duration // retry-set polling, and idle stream polling on a cluster; default 250ms
 	ClaimIdle    time.Duration // stream entries pending this long on another consumer are taken over; default 60s
-	ReadCount    int           // entries per stream read; default 128
+	ReadCount    int           // entries per read of the streams (split among them); default 128
 
 	Logger     *slog.Logger          // default: discard
 	Registerer prometheus.Registerer // default: a fresh registry
@@ -78,18 +81,24 @@ type Options struct {
 
 // Dispatcher delivers events. Create it with New, run it with Run.
 type Dispatcher struct {
-	opts    Options
-	rdb     redis.UniversalClient
-	keys    keys
-	http    *http.Client
-	log     *slog.Logger
-	m       *metrics
-	s       *sched
-	now     func() time.Time
-	lease   time.Duration
-	sweep   time.Duration
-	acks    chan ackItem
-	running atomic.Bool
+	opts      Options
+	rdb       redis.UniversalClient
+	keys      keys
+	http      *http.Client
+	rt        http.RoundTripper // hc's transport when hc is ours, else nil
+	log       *slog.Logger
+	m         *metrics
+	s         *sched
+	now       func() time.Time
+	lease     time.Duration
+	sweep     time.Duration
+	linger    time.Duration // pause after a small read, for entries to gather
+	ackLinger time.Duration // longest wait of a stream entry for its XACK
+	acks      chan ackItem
+	running   atomic.Bool
+	signers   *signers
+	hdrJSON   []string // shared, read-only header values
+	hdrAgent  []string
 
 	logMu   sync.Mutex
 	lastErr map[string]string // per loop, last logged error (log a repeating failure once)
@@ -152,25 +161,37 @@ func New(opts Options) (*Dispatcher, error) {
 		opts.Now = time.Now
 	}
 	hc := opts.HTTPClient
+	var rt http.RoundTripper
 	if hc == nil {
+		// One transport for the dispatcher's life: connections are kept
+		// alive, as many idle per host as there are workers.
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = opts.Workers
+		tr.MaxIdleConns = max(tr.MaxIdleConns, 2*opts.Workers)
+		tr.DisableCompression = true // bodies are not read: no gzip negotiation
 		hc = &http.Client{
 			Transport:     tr,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
+		rt = tr
 	}
 	d := &Dispatcher{
-		opts:    opts,
-		rdb:     opts.Client,
-		keys:    keys{prefix: opts.Prefix},
-		http:    hc,
-		log:     opts.Logger.With("component", "webhook"),
-		m:       newMetrics(opts.Registerer),
-		now:     opts.Now,
-		lease:   2*opts.Timeout + 30*time.Second,
-		sweep:   max(opts.PollInterval, min(time.Minute, opts.RetryFor/10)),
-		lastErr: map[string]string{},
+		opts:      opts,
+		rdb:       opts.Client,
+		keys:      keys{prefix: opts.Prefix},
+		http:      hc,
+		rt:        rt,
+		log:       opts.Logger.With("component", "webhook"),
+		m:         newMetrics(opts.Registerer),
+		now:       opts.Now,
+		lease:     2*opts.Timeout + 30*time.Second,
+		sweep:     max(opts.PollInterval, min(time.Minute, opts.RetryFor/10)),
+		linger:    min(opts.PollInterval/4, 5*time.Millisecond),
+		ackLinger: min(opts.PollInterval, 50*time.Millisecond),
+		lastErr:   map[string]string{},
+		signers:   newSigners(),
+		hdrJSON:   []string{"application/json"},
+		hdrAgent:  []string{"smsgate-webhook"},
 	}
 	d.s = newSched(opts.PerEndpoint, 32*opts.PerEndpoint, max(256, 2*opts.ReadCount), d.backoff)
 	return d, nil
@@ -198,11 +219,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		return errors.New("webhook: Run called twice")
 	}
 	defer d.running.Store(false)
-	for _, st := range d.opts.Streams {
-		err := d.rdb.XGroupCreateMkStream(ctx, st, d.opts.Group, "0").Err()
-		if err != nil && !isBusyGroup(err) {
-			return fmt.Errorf("webhook create group on %s: %w", st, err)
-		}
+	if err := d.createGroups(ctx); err != nil {
+		return err
 	}
 	d.acks = make(chan ackItem, 1024)
 	var ackWG sync.WaitGroup
@@ -231,6 +249,17 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	close(d.acks)
 	ackWG.Wait()
+	return nil
+}
+
+// createGroups creates the consumer group (and the stream) where missing.
+func (d *Dispatcher) createGroups(ctx context.Context) error {
+	for _, st := range d.opts.Streams {
+		err := d.rdb.XGroupCreateMkStream(ctx, st, d.opts.Group, "0").Err()
+		if err != nil && !isBusyGroup(err) {
+			return fmt.Errorf("webhook create group on %s: %w", st, err)
+		}
+	}
 	return nil
 }
 
@@ -270,23 +299,23 @@ func sleep(ctx context.Context, t time.Duration) bool {
 
 // workLoop runs jobs from the scheduler until ctx is done.
 func (d *Dispatcher) workLoop(ctx context.Context) {
+	bg := context.WithoutCancel(ctx) // an attempt begun finishes, and its outcome is recorded
 	for {
 		spills, j := d.s.next(ctx)
 		switch {
 		case spills != nil:
 			d.spill(ctx, spills)
 		case j != nil:
-			d.attempt(ctx, j)
+			d.attempt(bg, j)
 		default:
 			return
 		}
 	}
 }
 
-// attempt POSTs one event and records the outcome in Redis.
+// attempt POSTs one event and records the outcome in Redis. ctx is not
+// cancelled at shutdown (an attempt begun is finished).
 func (d *Dispatcher) attempt(ctx context.Context, j *job) {
-	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.opts.Timeout+10*time.Second)
-	defer cancel()
 	defer d.s.forget(j)
 
 	start := d.now()
@@ -294,15 +323,23 @@ func (d *Dispatcher) attempt(ctx context.Context, j *job) {
 		j.first = start
 	}
 	j.rec.URL = j.target.URL
-	err := d.post(bg, j)
+	err := d.post(ctx, j)
 	now := d.now()
 	d.s.finishAttempt(j, err == nil, now)
 
 	if err == nil {
-		d.m.deliveries.WithLabelValues("success").Inc()
+		d.m.success.Inc()
+		if j.fresh() {
+			d.acks <- ackItem{stream: j.stream, id: j.entry}
+			return
+		}
+		bg, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
 		d.done(bg, j)
 		return
 	}
+	bg, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	j.rec.Attempts++
 	j.rec.LastError = err.Error()
 	d.log.Debug("webhook attempt failed", "event_id", j.rec.ID, "org", j.rec.Org, "attempt", j.rec.Attempts, "err", err)
@@ -311,13 +348,13 @@ func (d *Dispatcher) attempt(ctx context.Context, j *job) {
 		return
 	}
 	due := now.Add(d.retryDelay(j.rec.Attempts))
-	if err := d.schedule(bg, []scheduled{{ep: j.ep, rec: j.rec, first: j.first, due: due}}); err != nil {
+	if err := d.schedule(bg, []scheduled{{ep: j.ep, rec: j.record(), first: j.first, due: due}}); err != nil {
 		d.logErr("schedule", err)
 		return // fresh: stays pending in the stream; retry: its lease expires
 	}
 	d.clearErr("schedule")
-	d.m.deliveries.WithLabelValues("retry").Inc()
-	d.m.retries.WithLabelValues("failure").Inc()
+	d.m.retry.Inc()
+	d.m.retryFailure.Inc()
 	d.moved(bg, j)
 }
 
@@ -350,7 +387,7 @@ func (d *Dispatcher) moved(ctx context.Context, j *job) {
 func (d *Dispatcher) kill(ctx context.Context, js []*job, now time.Time) {
 	recs := make([]record, len(js))
 	for i, j := range js {
-		r := j.rec
+		r := j.record()
 		if j.deadReason != "" {
 			r.LastError = j.deadReason
 		}
@@ -404,7 +441,7 @@ func (d *Dispatcher) spill(ctx context.Context, js []*job) {
 		if due.IsZero() {
 			due = now
 		}
-		items = append(items, scheduled{ep: j.ep, rec: j.rec, first: first, due: due})
+		items = append(items, scheduled{ep: j.ep, rec: j.record(), first: first, due: due})
 		later = append(later, j)
 	}
 	if len(dead) > 0 {
@@ -414,7 +451,7 @@ func (d *Dispatcher) spill(ctx context.Context, js []*job) {
 		d.logErr("schedule", err)
 	} else {
 		for _, j := range later {
-			d.m.retries.WithLabelValues("deferred").Inc()
+			d.m.retryDeferred.Inc()
 			d.moved(bg, j)
 		}
 	}
@@ -427,27 +464,59 @@ func (d *Dispatcher) spill(ctx context.Context, js []*job) {
 func (d *Dispatcher) post(ctx context.Context, j *job) error {
 	ctx, cancel := context.WithTimeout(ctx, d.opts.Timeout)
 	defer cancel()
-	body := []byte(j.rec.Body)
+	body := j.payload()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, j.target.URL, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("webhook request: %w", err)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "smsgate-webhook")
-	req.Header.Set("Smsgate-Event-Id", j.rec.ID)
-	req.Header.Set("Smsgate-Signature", Sign(j.target.Secret, d.now(), body))
+	// Canonical keys set directly; the constant values are shared
+	// read-only slices, the two per-event values share one allocation.
+	vals := make([]string, 2)
+	vals[0], vals[1] = j.rec.ID, d.signers.sign(j.target.Secret, d.now(), body)
+	req.Header["Content-Type"] = d.hdrJSON
+	req.Header["User-Agent"] = d.hdrAgent
+	req.Header["Smsgate-Event-Id"] = vals[0:1:1]
+	req.Header["Smsgate-Signature"] = vals[1:2:2]
 
 	d.m.inflight.Inc()
 	start := time.Now()
-	resp, err := d.http.Do(req)
+	resp, err := d.do(req)
 	err = classify(resp, err)
 	d.m.inflight.Dec()
-	result := "success"
 	if err != nil {
-		result = "failure"
+		d.m.durFailure.Observe(time.Since(start).Seconds())
+	} else {
+		d.m.durSuccess.Observe(time.Since(start).Seconds())
 	}
-	d.m.duration.WithLabelValues(result).Observe(time.Since(start).Seconds())
 	return err
+}
+
+// do sends req. With the dispatcher's own client (no redirects followed, no
+// cookie jar, no client timeout) it goes straight to the transport, which is
+// what Client.Do would end up doing, minus the header copy Client.Do makes
+// for redirects.
+func (d *Dispatcher) do(req *http.Request) (*http.Response, error) {
+	if d.rt == nil {
+		return d.http.Do(req)
+	}
+	if u := req.URL.User; u != nil { // as Client.Do: credentials in the URL become basic auth
+		pw, _ := u.Password()
+		req.SetBasicAuth(u.Username(), pw)
+	}
+	resp, err := d.rt.RoundTrip(req)
+	if err != nil {
+		return nil, &url.Error{Op: "Post", URL: stripPassword(req.URL), Err: err}
+	}
+	return resp, nil
+}
+
+// stripPassword returns u as a string with any password masked, as net/http
+// reports URLs in errors.
+func stripPassword(u *url.URL) string {
+	if _, ok := u.User.Password(); ok {
+		return strings.Replace(u.String(), u.User.String()+"@", u.User.Username()+":***@", 1)
+	}
+	return u.String()
 }
 
 // classify turns an HTTP outcome into nil (2xx: delivered) or the error to
@@ -456,7 +525,9 @@ func classify(resp *http.Response, err error) error {
 	if err != nil {
 		return fmt.Errorf("webhook post: %w", err)
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.ContentLength != 0 {
+		_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+	}
 	_ = resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return fmt.Errorf("webhook post: http status %d", resp.StatusCode)
@@ -557,6 +628,10 @@ type metrics struct {
 	inflight    prometheus.Gauge
 	malformed   prometheus.Counter
 	redisErrors prometheus.Counter
+
+	// Children resolved once, for the per-event path.
+	success, retry, retryFailure, retryDeferred prometheus.Counter
+	durSuccess, durFailure                      prometheus.Observer
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -598,5 +673,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, r := range []string{"failure", "deferred"} {
 		m.retries.WithLabelValues(r)
 	}
+	m.success, m.retry = m.deliveries.WithLabelValues("success"), m.deliveries.WithLabelValues("retry")
+	m.retryFailure, m.retryDeferred = m.retries.WithLabelValues("failure"), m.retries.WithLabelValues("deferred")
+	m.durSuccess, m.durFailure = m.duration.WithLabelValues("success"), m.duration.WithLabelValues("failure")
 	return m
 }

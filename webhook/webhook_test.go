@@ -614,3 +614,134 @@ func TestStopLetsInFlightFinish(t *testing.T) {
 	require.Equal(t, int64(0), pendingCount(t, c, stream), "a finished POST is acknowledged before Run returns")
 	require.Len(t, s.deliveries(), 1)
 }
+
+func TestCredentialsInURLAndNoRedirects(t *testing.T) {
+	c, prefix := testRedis(t)
+	stream := prefix + "events:0"
+	var mu sync.Mutex
+	var auths []string
+	var redirected int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.URL.Path == "/elsewhere" {
+			redirected++
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		u, p, _ := r.BasicAuth()
+		auths = append(auths, u+":"+p)
+		if r.Header.Get("Smsgate-Event-Id") == "evt_moved" {
+			http.Redirect(w, r, "/elsewhere", http.StatusFound)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	url := strings.Replace(srv.URL, "http://", "http://hook:pa%20ss@", 1)
+	r := &orgs{m: map[string]Endpoint{"acme": {URL: url, Secret: "sec"}}}
+	addEvent(t, c, stream, "evt_auth", "acme")
+	addEvent(t, c, stream, "evt_moved", "acme")
+	opts := fastOptions(c, prefix, r, stream)
+	opts.RetryFor = 200 * time.Millisecond
+	d, _ := start(t, opts)
+
+	require.Eventually(t, func() bool {
+		dl, err := d.DeadLetters(context.Background(), 10)
+		require.NoError(t, err)
+		return len(dl) == 1 && dl[0].EventID == "evt_moved" && strings.Contains(dl[0].LastError, "302")
+	}, 5*time.Second, 10*time.Millisecond)
+	require.Equal(t, 1.0, counterValue(d.m.deliveries.WithLabelValues("success")))
+	mu.Lock()
+	defer mu.Unlock()
+	require.Zero(t, redirected, "redirects are not followed")
+	require.NotEmpty(t, auths)
+	for _, a := range auths {
+		require.Equal(t, "hook:pa ss", a)
+	}
+}
+
+func TestSlot(t *testing.T) {
+	require.Equal(t, 12182, slot("foo"))                        // CLUSTER KEYSLOT foo
+	require.Equal(t, 0x31C3, slot("123456789"))                 // the CRC16/XMODEM check value
+	require.Equal(t, slot("bar"), slot("smsgate:{bar}:events")) // the hash tag decides
+	require.Equal(t, slot("{}x"), slot("{}x"))
+}
+
+// TestReadPaths delivers events spread over many streams, one stream much
+// busier than the others, through the single-command blocking read (a
+// *redis.Client) and the pipelined read (any other client; a one-shard Ring
+// here), and checks that stopping an idle dispatcher is prompt.
+func TestReadPaths(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		client func(*redis.Client) redis.UniversalClient
+	}{
+		{"single", func(c *redis.Client) redis.UniversalClient { return c }},
+		{"pipelined", func(c *redis.Client) redis.UniversalClient {
+			r := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": c.Options().Addr}})
+			t.Cleanup(func() { _ = r.Close() })
+			return r
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, prefix := testRedis(t)
+			streams := make([]string, 16)
+			for i := range streams {
+				streams[i] = fmt.Sprintf("%sevents:{%d}", prefix, i)
+			}
+			s := newSink(t, "sec")
+			r := &orgs{m: map[string]Endpoint{"acme": {URL: s.srv.URL, Secret: "sec"}}}
+			opts := fastOptions(c, prefix, r, streams...)
+			opts.Client = tc.client(c)
+			opts.ReadCount = 32
+			_, stop := start(t, opts)
+
+			want := map[string]bool{}
+			p := c.Pipeline()
+			for i := range 300 {
+				st := streams[0] // the busy one
+				if i%10 == 0 {
+					st = streams[1+i/10%15]
+				}
+				id := fmt.Sprintf("evt_%03d", i)
+				want[id] = true
+				p.XAdd(context.Background(), &redis.XAddArgs{Stream: st, Values: []any{
+					"id", id, "type", "message.status", "org", "acme", "data", `{"n":1}`, "at", "2025-01-02T03:04:05Z"}})
+			}
+			_, err := p.Exec(context.Background())
+			require.NoError(t, err)
+			require.Eventually(t, func() bool { return len(s.delivered()) == len(want) }, 5*time.Second, 10*time.Millisecond)
+			require.Equal(t, want, s.delivered())
+			require.Eventually(t, func() bool {
+				n := int64(0)
+				for _, st := range streams {
+					n += pendingCount(t, c, st)
+				}
+				return n == 0
+			}, 2*time.Second, 10*time.Millisecond)
+
+			time.Sleep(50 * time.Millisecond) // the reader is waiting for entries
+			began := time.Now()
+			stop()
+			require.Less(t, time.Since(began), 500*time.Millisecond, "stop must not wait out a blocking read")
+		})
+	}
+}
+
+func TestDeletedStreamRecovers(t *testing.T) {
+	c, prefix := testRedis(t)
+	streams := []string{prefix + "events:0", prefix + "events:1"}
+	s := newSink(t, "sec")
+	r := &orgs{m: map[string]Endpoint{"acme": {URL: s.srv.URL, Secret: "sec"}}}
+	start(t, fastOptions(c, prefix, r, streams...))
+	addEvent(t, c, streams[0], "evt_before", "acme")
+	require.Eventually(t, func() bool { return s.delivered()["evt_before"] }, 5*time.Second, 10*time.Millisecond)
+
+	require.NoError(t, c.Del(context.Background(), streams[1]).Err()) // group gone with it
+	time.Sleep(50 * time.Millisecond)
+	addEvent(t, c, streams[0], "evt_after", "acme")
+	addEvent(t, c, streams[1], "evt_new_stream", "acme")
+	require.Eventually(t, func() bool { return s.delivered()["evt_after"] && s.delivered()["evt_new_stream"] },
+		5*time.Second, 10*time.Millisecond)
+}
