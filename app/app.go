@@ -54,6 +54,9 @@ type Options struct {
 	// before the API stops accepting, so load balancers see it first.
 	// Default 0. It counts against [shutdown] grace.
 	LameDuck time.Duration
+	// BindLeaseTTL is the lifetime of a bind lease (see bindlease.go);
+	// default DefaultBindLeaseTTL.
+	BindLeaseTTL time.Duration
 }
 
 // state is everything a configuration determines that is swapped as one.
@@ -81,6 +84,7 @@ type App struct {
 	dispatch *router.Dispatcher
 	hooks    *webhook.Dispatcher
 	in       *inbound
+	leases   *leaser // which configured binds this daemon opens
 
 	poolsMu sync.Mutex
 	pools   map[string]*smpp.Pool
@@ -230,6 +234,8 @@ func New(opts Options) (_ *App, err error) {
 
 	// Carriers.
 	a.in = &inbound{app: a, log: root.With("component", "inbound"), metrics: newInboundMetrics(regs)}
+	a.leases = newLeaser(a, a.rdb, cfg.Redis.KeyPrefix, opts.BindLeaseTTL, regs)
+	a.onStop(a.leases.stop) // after closePools: leases go once the binds are closed
 	for _, c := range cfg.Carriers {
 		p, err := a.newPool(c)
 		if err != nil {
@@ -355,6 +361,7 @@ func (a *App) Start() {
 			a.log.Error("metrics server stopped", "err", err)
 		}
 	})
+	a.leases.start()
 	var dispatchDone, hooksDone, statsDone sync.WaitGroup
 	dispatchDone.Go(func() { _ = a.dispatch.Run(dispatchCtx) })
 	hooksDone.Go(func() {
@@ -444,7 +451,8 @@ func (a *App) Stop() error {
 // including the deepest sender queues (which are not metric labels).
 func (a *App) QueueStats() QueueStats { return a.stats.Snapshot() }
 
-// ready is the readiness check: Redis answers and a carrier bind is bound.
+// ready is the readiness check: Redis answers and a carrier bind is bound
+// here, or every bind is leased and some by other daemons (bindlease.go).
 func (a *App) ready(ctx context.Context) error {
 	if err := a.rdb.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redis is unreachable: %w", err)
@@ -456,7 +464,7 @@ func (a *App) ready(ctx context.Context) error {
 			return nil
 		}
 	}
-	return errors.New("no carrier bind is bound")
+	return a.leases.othersHold(ctx)
 }
 
 func (a *App) closePools(ctx context.Context) error {
@@ -490,7 +498,7 @@ func newRedis(c config.Redis) redis.UniversalClient {
 // newPool starts a carrier's bind pool wired to the inbound handler.
 func (a *App) newPool(c config.Carrier) (*smpp.Pool, error) {
 	return smpp.NewPool(smpp.PoolOptions{
-		Carrier:    c,
+		Carrier:    a.leases.filter(c), // only the binds this daemon holds the lease of
 		Handler:    a.in,
 		Logger:     a.root,
 		Registerer: a.regs,

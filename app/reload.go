@@ -106,7 +106,7 @@ func (a *App) applyCarriers(cfg *config.Config) (retired map[string]*smpp.Pool, 
 	// was validated as a whole already, so a failure here is unexpected.
 	for _, c := range cfg.Carriers {
 		if p, ok := a.pools[c.Name]; ok {
-			if err := p.Update(c); err != nil {
+			if err := p.Update(a.leases.filter(c)); err != nil {
 				for _, p := range created {
 					_ = p.Close(context.Background())
 				}

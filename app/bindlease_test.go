@@ -1,0 +1,111 @@
+package app
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/smsgate/smsgate/config"
+	"github.com/smsgate/smsgate/testharness"
+)
+
+// leaseApp is an App with just what the leaser uses: a configuration and no
+// pools.
+func leaseApp(cfg *config.Config) *App {
+	a := &App{root: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	a.state.Store(&state{cfg: cfg})
+	return a
+}
+
+func leaseConfig(binds int) *config.Config {
+	c := config.Carrier{Name: "sim"}
+	for range binds {
+		c.Binds = append(c.Binds, config.Bind{Host: "127.0.0.1", Port: 1, ResponseTimeout: 100 * time.Millisecond})
+	}
+	return &config.Config{Carriers: []config.Carrier{c, {Name: "other", Binds: []config.Bind{{Name: "b", Host: "127.0.0.1", Port: 2, ResponseTimeout: 100 * time.Millisecond}}}}}
+}
+
+func heldBy(ls []*leaser) (counts []int, total int) {
+	for _, l := range ls {
+		n := len(*l.view.Load())
+		counts = append(counts, n)
+		total += n
+	}
+	return counts, total
+}
+
+func TestBindLeases(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: testharness.SharedRedisAddr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	prefix := testharness.RedisPrefix(t)
+	const ttl = 300 * time.Millisecond
+	cfg := leaseConfig(4) // 5 binds in all
+	newL := func() *leaser {
+		l := newLeaser(leaseApp(cfg), rdb, prefix, ttl, prometheus.NewRegistry())
+		l.drainPad = 50 * time.Millisecond
+		t.Cleanup(func() { _ = l.stop(context.Background()) })
+		return l
+	}
+
+	// A lone daemon holds every bind, named as the pool names them.
+	l1 := newL()
+	l1.start()
+	require.Len(t, *l1.view.Load(), 5)
+	require.Equal(t, []string{"sim-0", "sim-1", "sim-2", "sim-3"}, bindNames(l1.filter(cfg.Carriers[0])))
+	require.Equal(t, []string{"b"}, bindNames(l1.filter(cfg.Carriers[1])))
+
+	// Two more join: the binds spread to at most ceil(5/3) = 2 each, and
+	// no bind is ever held twice.
+	l2, l3 := newL(), newL()
+	l2.start()
+	l3.start()
+	ls := []*leaser{l1, l2, l3}
+	require.Eventually(t, func() bool {
+		counts, total := heldBy(ls)
+		return total == 5 && counts[0] <= 2 && counts[1] >= 1 && counts[2] >= 1
+	}, 5*time.Second, 20*time.Millisecond, "balanced: %v", func() []int { c, _ := heldBy(ls); return c }())
+	for r := range *l1.view.Load() {
+		require.False(t, (*l2.view.Load())[r] || (*l3.view.Load())[r], "bind %s held twice", r)
+	}
+
+	// A daemon dies without releasing: its binds lapse and the others take
+	// them over, even above their share.
+	dead := *l2.view.Load()
+	l2.halt()
+	require.Eventually(t, func() bool {
+		for r := range dead {
+			if !(*l1.view.Load())[r] && !(*l3.view.Load())[r] {
+				return false
+			}
+		}
+		return true
+	}, 10*ttl, 10*time.Millisecond, "taken over")
+	_, total := heldBy([]*leaser{l1, l3})
+	require.Equal(t, 5, total)
+
+	// A daemon that stops releases at once (well within one ttl).
+	held3 := *l3.view.Load()
+	require.NotEmpty(t, held3)
+	require.NoError(t, l3.stop(context.Background()))
+	require.Eventually(t, func() bool { return len(*l1.view.Load()) == 5 }, 2*ttl, 10*time.Millisecond)
+	require.ErrorIs(t, rdb.ZScore(context.Background(), prefix+"daemons", l3.holder).Err(), redis.Nil, "heartbeat removed")
+
+	// Readiness of a bind-less daemon: all held, some by others.
+	l4 := newLeaser(leaseApp(cfg), rdb, prefix, ttl, prometheus.NewRegistry())
+	require.NoError(t, l4.othersHold(context.Background()))
+	require.Error(t, l1.othersHold(context.Background()), "l1 holds everything itself")
+}
+
+func bindNames(c config.Carrier) []string {
+	var out []string
+	for _, b := range c.Binds {
+		out = append(out, b.Name)
+	}
+	return out
+}
