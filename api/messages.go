@@ -64,6 +64,9 @@ type MessageView struct {
 	ExpiresAt         time.Time              `json:"expires_at"`
 	History           []message.HistoryEntry `json:"history"`
 	CarrierMessageIDs []string               `json:"carrier_message_ids"`
+	// PossibleDuplicate: an earlier attempt may have reached the carrier, so
+	// the recipient may get the message twice.
+	PossibleDuplicate bool `json:"possible_duplicate"`
 }
 
 // prepared is a validated, screened submission.
@@ -376,6 +379,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		Media: m.Media, ClientRef: m.ClientRef, Encoding: m.Encoding, Segments: m.Segments,
 		Characters: m.Characters, CreatedAt: m.CreatedAt, ExpiresAt: m.ExpiresAt,
 		History: rec.History, CarrierMessageIDs: rec.CarrierMessageIDs,
+		PossibleDuplicate: rec.PossibleDuplicate,
 	}
 	if v.History == nil {
 		v.History = []message.HistoryEntry{}

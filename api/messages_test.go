@@ -166,6 +166,7 @@ func TestSendAccepted(t *testing.T) {
 	require.Equal(t, "ref-1", g.body["client_ref"])
 	require.NotNil(t, g.body["history"])
 	require.Equal(t, []any{}, g.body["carrier_message_ids"])
+	require.Equal(t, false, g.body["possible_duplicate"])
 	exp, err := time.Parse(time.RFC3339, g.body["expires_at"].(string))
 	require.NoError(t, err)
 	cr, err := time.Parse(time.RFC3339, g.body["created_at"].(string))

@@ -56,9 +56,15 @@ func TestNoticeBeforeFirstMessage(t *testing.T) {
 	require.Equal(t, 202, second.status, "%s", second.raw)
 	m = claimOne(t, e.q)
 	require.Equal(t, second.body["id"], m.Msg.ID, "no second notice")
+	// The carrier did not answer: sent again later, flagged.
+	require.NoError(t, e.q.Requeue(ctx, m))
+	g2 := e.do("GET", "/v1/messages/"+second.body["id"].(string), acmeKey, "")
+	require.Equal(t, 200, g2.status, "%s", g2.raw)
+	require.Equal(t, true, g2.body["possible_duplicate"])
 
 	g := e.do("GET", "/v1/messages/"+first.body["id"].(string), acmeKey, "")
 	require.Equal(t, 200, g.status, "%s", g.raw)
 	require.Equal(t, "sent", g.body["status"])
 	require.Equal(t, []any{"c2"}, g.body["carrier_message_ids"])
+	require.Equal(t, false, g.body["possible_duplicate"])
 }

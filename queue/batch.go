@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -49,22 +50,27 @@ type AckItem struct {
 	CarrierIDs []string
 }
 
-// AckMany is Ack for several messages in one round trip: the ack scripts
-// (one per message, in its sender's bucket) and the carrier-id index scripts
-// (in the carrier ids' own slots) go in one pipeline; receipts that arrived
-// before an ack are applied in a second round trip. It returns one error per
-// item, nil when that message was acked. A carrier id is indexed in the same
-// pipeline as its ack, so when the ack fails (lease lost) the index entry is
-// removed again and the receipts it took are held again.
+// AckMany is Ack for several messages in one round trip: the carrier-id
+// index scripts (in the carrier ids' own slots) and the ack scripts (one per
+// message, in its sender's bucket) go in one pipeline, each message's index
+// entries before its ack, so an ack that ran always has its carrier ids
+// indexed whatever part of the pipeline reached Redis; receipts that arrived
+// before an ack are applied in a second round trip and only then removed
+// (a daemon dying in between leaves them to SweepHeld). It returns one error
+// per item, nil when that message was acked; an ack that ran but whose reply
+// was lost succeeds when repeated. When an ack fails with ErrLeaseLost its
+// index entries are removed again.
 func (q *Queue) AckMany(ctx context.Context, items []AckItem) []error {
 	errs := make([]error, len(items))
 	type pending struct {
 		b    int
 		ack  *call
 		cids []*call
+		keys []cidKeySet
 	}
 	ps := make([]pending, len(items))
 	ttl := q.opts.CarrierIDTTL.Milliseconds()
+	firstLook := us(q.heldMin)
 	pipe := q.rdb.Pipeline()
 	for i, it := range items {
 		c := it.Claimed
@@ -83,11 +89,14 @@ func (q *Queue) AckMany(ctx context.Context, items []AckItem) []error {
 			}
 			first = it.CarrierIDs[0]
 		}
-		p := pending{b: b, ack: q.bucketCall(ctx, pipe, scriptAck, b, c.Msg.ID, c.Attempt, cids, first, len(it.CarrierIDs))}
+		p := pending{b: b}
 		for k, cid := range it.CarrierIDs {
-			index, held := q.cidKeys(cid)
-			p.cids = append(p.cids, q.queueCall(ctx, pipe, scriptCIDSet, []string{index, held}, c.Msg.ID+"|"+strconv.Itoa(k), ttl))
+			ks := q.cidKeySet(cid)
+			p.keys = append(p.keys, ks)
+			p.cids = append(p.cids, q.queueCall(ctx, pipe, scriptCIDSet, []string{ks.index, ks.held, ks.set},
+				c.Msg.ID+"|"+strconv.Itoa(k), ttl, ks.cid, firstLook))
 		}
+		p.ack = q.bucketCall(ctx, pipe, scriptAck, b, c.Msg.ID, c.Attempt, cids, first, len(it.CarrierIDs))
 		ps[i] = p
 	}
 	if pipe.Len() == 0 {
@@ -102,21 +111,9 @@ func (q *Queue) AckMany(ctx context.Context, items []AckItem) []error {
 			continue
 		}
 		c := items[i].Claimed
-		v, err := p.ack.result(ctx, q).Result()
-		if err != nil {
-			q.forget(p.b)
-			errs[i] = fmt.Errorf("queue: ack: %w", err)
-		} else {
-			errs[i] = q.leaseReply("ack", p.b, c, v)
-		}
-		if errs[i] != nil {
-			q.unindex(ctx, c.Msg.ID, p.cids)
-			continue
-		}
-		acked++
-		// The message is sent whatever happens now: a failure to index its
-		// carrier ids only loses its receipts, so it is logged, not returned
-		// (an error would make the caller send it again).
+		// Index results first: a script unknown to the server is run again
+		// here, still before its ack.
+		heldOf := make([][]string, len(p.cids))
 		var ierrs []error
 		for k, cc := range p.cids {
 			rs, err := cc.result(ctx, q).StringSlice()
@@ -124,15 +121,34 @@ func (q *Queue) AckMany(ctx context.Context, items []AckItem) []error {
 				ierrs = append(ierrs, err)
 				continue
 			}
+			heldOf[k] = rs
+		}
+		v, err := p.ack.result(ctx, q).Result()
+		if err != nil {
+			// The ack may or may not have run: its index entries stay (they
+			// name the right message either way) and the caller may repeat it.
+			q.forget(p.b)
+			errs[i] = fmt.Errorf("queue: ack: %w", err)
+			continue
+		}
+		if errs[i] = q.leaseReply("ack", p.b, c, v); errs[i] != nil {
+			q.unindex(ctx, c.Msg.ID, p.cids)
+			continue
+		}
+		acked++
+		for k, rs := range heldOf {
 			for _, h := range rs {
 				var r Receipt
 				if err := json.Unmarshal([]byte(h), &r); err != nil {
 					ierrs = append(ierrs, err)
 					continue
 				}
-				held = append(held, heldReceipt{id: c.Msg.ID, seg: k, r: r})
+				held = append(held, heldReceipt{id: c.Msg.ID, seg: k, r: r, raw: h, keys: p.keys[k]})
 			}
 		}
+		// The message is sent whatever happens now: a failure to index its
+		// carrier ids only loses its receipts, so it is logged, not returned
+		// (an error would make the caller send it again).
 		if err := errors.Join(ierrs...); err != nil {
 			q.m.scriptErrors.WithLabelValues("cid_index").Inc()
 			q.log.Warn("carrier ids not indexed; receipts for this message will be unmatched", "id", c.Msg.ID, "err", err)
@@ -140,51 +156,206 @@ func (q *Queue) AckMany(ctx context.Context, items []AckItem) []error {
 	}
 	q.m.acked.Add(float64(acked))
 	if len(held) > 0 {
-		res := make([]ReceiptResult, len(held))
-		q.applyResolved(ctx, held, res)
-		for j, r := range res {
-			if r.Err != nil {
-				q.m.scriptErrors.WithLabelValues("cid_index").Inc()
-				q.log.Warn("a receipt held for a carrier id was not applied", "id", held[j].id, "err", r.Err)
-			}
+		if _, err := q.applyHeld(ctx, held); err != nil {
+			q.log.Warn("receipts held for acked messages not applied yet; the held sweep retries them", "err", err)
 		}
 	}
 	return errs
 }
 
 // unindex undoes the carrier-id index entries made for message id in an ack
-// pipeline whose ack failed, holding again the receipts they took.
+// pipeline whose ack found the lease lost.
 func (q *Queue) unindex(ctx context.Context, id string, cids []*call) {
 	for k, cc := range cids {
-		rs, err := cc.result(ctx, q).StringSlice()
-		if err != nil {
+		if cc.cmd.Err() != nil {
 			continue // not indexed
 		}
-		args := []any{id + "|" + strconv.Itoa(k), holdTTL.Milliseconds()}
-		for _, r := range rs {
-			args = append(args, r)
-		}
-		if err := q.runScript(ctx, scriptCIDUnset, cc.keys, args...).Err(); err != nil {
+		if err := q.runScript(ctx, scriptCIDUnset, cc.keys[:1], id+"|"+strconv.Itoa(k)).Err(); err != nil {
 			q.log.Warn("carrier id of a failed ack left indexed", "id", id, "err", err)
 		}
 	}
 }
 
-// heldReceipt is a receipt whose message and segment are known.
+// heldReceipt is a receipt whose message and segment are known; raw and
+// keys are set when it is held (its JSON in the held list of keys).
 type heldReceipt struct {
-	id  string
-	seg int
-	r   Receipt
+	id   string
+	seg  int
+	r    Receipt
+	raw  string
+	keys cidKeySet
+}
+
+// Held sweep schedule: a carrier id with held receipts is first looked at
+// heldSweepMin after it was held, then again after as long as it has waited
+// (at least heldSweepMin, at most heldSweepMax).
+const (
+	heldSweepMin   = time.Second
+	heldSweepMax   = 10 * time.Minute
+	heldSweepBatch = 500
+)
+
+// applyHeld applies held receipts and removes from their held lists those
+// that are done: applied, or for a message no longer stored. Those whose
+// message is not acked yet, or that failed to apply, stay for the sweep.
+// It returns how many were removed.
+func (q *Queue) applyHeld(ctx context.Context, hs []heldReceipt) (int, error) {
+	res := make([]ReceiptResult, len(hs))
+	q.applyResolved(ctx, hs, res)
+	type done struct {
+		keys cidKeySet
+		raws []any
+	}
+	var order []string
+	byKey := map[string]*done{}
+	var errs []error
+	n := 0
+	for j, r := range res {
+		switch {
+		case r.Err == nil && r.Held: // not acked yet
+			continue
+		case r.Err != nil && !errors.Is(r.Err, ErrNotFound) && !errors.Is(r.Err, ErrBadID):
+			errs = append(errs, r.Err)
+			continue
+		}
+		d := byKey[hs[j].keys.held]
+		if d == nil {
+			d = &done{keys: hs[j].keys, raws: []any{hs[j].keys.cid}}
+			byKey[hs[j].keys.held] = d
+			order = append(order, hs[j].keys.held)
+		}
+		d.raws = append(d.raws, hs[j].raw)
+		n++
+	}
+	if len(order) > 0 {
+		pipe := q.rdb.Pipeline()
+		calls := make([]*call, len(order))
+		for i, k := range order {
+			d := byKey[k]
+			calls[i] = q.queueCall(ctx, pipe, scriptCIDDone, []string{d.keys.held, d.keys.set}, d.raws...)
+		}
+		_, _ = pipe.Exec(ctx)
+		for _, c := range calls {
+			if err := c.result(ctx, q).Err(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return n, fmt.Errorf("queue: held receipts: %w", errors.Join(errs...))
+	}
+	return n, nil
+}
+
+// SweepHeld applies receipts held for carrier ids that are indexed by now:
+// receipts held before an ack whose daemon died before applying them, and
+// receipts that arrived between the indexing and the ack of their message.
+// Held receipts whose carrier id is never indexed expire after an hour.
+// Every daemon runs it periodically (one pipelined script per carrier-id
+// bucket, plus one round trip per batch found); it returns how many receipts
+// it applied (or found for messages no longer stored).
+func (q *Queue) SweepHeld(ctx context.Context) (int, error) {
+	pipe := q.rdb.Pipeline()
+	calls := make([]*call, q.opts.Buckets)
+	for c := range calls {
+		base := q.cidBase(c)
+		calls[c] = q.queueCall(ctx, pipe, scriptHeldSweep, []string{base + "heldset"}, base, heldSweepBatch,
+			holdTTL.Milliseconds(), us(q.heldMin), us(heldSweepMax))
+	}
+	_, _ = pipe.Exec(ctx)
+	var hs []heldReceipt
+	var errs []error
+	for c, cl := range calls {
+		v, err := cl.result(ctx, q).Slice()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		base := q.cidBase(c)
+		for _, it := range v {
+			f, ok := it.([]any)
+			if !ok || len(f) != 3 {
+				errs = append(errs, fmt.Errorf("unexpected sweep item %v", it))
+				continue
+			}
+			cid, _ := f[0].(string)
+			val, _ := f[1].(string)
+			raws, _ := f[2].([]any)
+			keys := cidKeySet{cid: cid, index: base + "cid:" + cid, held: base + "held:" + cid, set: base + "heldset"}
+			id, seg, ok := parseCIDValue(val)
+			for _, raw := range raws {
+				h, _ := raw.(string)
+				var r Receipt
+				if err := json.Unmarshal([]byte(h), &r); err != nil || !ok {
+					// Unreadable: drop it, or it is looked at forever.
+					_ = q.runScript(ctx, scriptCIDDone, []string{keys.held, keys.set}, cid, h).Err()
+					errs = append(errs, fmt.Errorf("held receipt for %q: bad entry %q (index %q)", cid, h, val))
+					continue
+				}
+				hs = append(hs, heldReceipt{id: id, seg: seg, r: r, raw: h, keys: keys})
+			}
+		}
+	}
+	n := 0
+	if len(hs) > 0 {
+		var err error
+		if n, err = q.applyHeld(ctx, hs); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return n, fmt.Errorf("queue: sweep held receipts: %w", errors.Join(errs...))
+	}
+	return n, nil
+}
+
+// RenewMany is Renew for several messages in one round trip: it extends
+// each lease to d from now. It returns one error per message (ErrLeaseLost
+// when that lease expired or the attempt is stale).
+func (q *Queue) RenewMany(ctx context.Context, cs []Claimed, d time.Duration) []error {
+	errs := make([]error, len(cs))
+	calls := make([]*call, len(cs))
+	bs := make([]int, len(cs))
+	pipe := q.rdb.Pipeline()
+	for i, c := range cs {
+		b, ok := q.bucketOfID(c.Msg.ID)
+		if !ok {
+			errs[i] = fmt.Errorf("queue: renew %q: %w", c.Msg.ID, ErrBadID)
+			continue
+		}
+		bs[i] = b
+		calls[i] = q.bucketCall(ctx, pipe, scriptRenew, b, c.Msg.ID, c.Attempt, us(d))
+	}
+	if pipe.Len() == 0 {
+		return errs
+	}
+	_, _ = pipe.Exec(ctx)
+	for i, cl := range calls {
+		if cl == nil {
+			continue
+		}
+		v, err := cl.result(ctx, q).Result()
+		if err != nil {
+			errs[i] = fmt.Errorf("queue: renew: %w", err)
+			continue
+		}
+		errs[i] = q.leaseReply("renew", bs[i], cs[i], v)
+	}
+	return errs
 }
 
 // ApplyReceipts applies several receipts (see ApplyReceipt) in two round
-// trips: one pipeline resolving every carrier id, one applying the receipt
-// scripts. Results are in the order of rs, each with its own Err; the error
-// joins those errors (nil when every receipt was applied or held).
+// trips (three when some message is indexed but not acked yet): one
+// pipeline resolving every carrier id, one applying the receipt scripts.
+// Results are in the order of rs, each with its own Err; the error joins
+// those errors (nil when every receipt was applied or held).
 func (q *Queue) ApplyReceipts(ctx context.Context, rs []Receipt) ([]ReceiptResult, error) {
 	out := make([]ReceiptResult, len(rs))
 	resolves := make([]*call, len(rs))
+	raws := make([]string, len(rs))
+	keys := make([]cidKeySet, len(rs))
 	hold := holdTTL.Milliseconds()
+	firstLook := us(q.heldMin)
 	pipe := q.rdb.Pipeline()
 	for i, r := range rs {
 		if r.State != message.StatusDelivered && r.State != message.StatusUndelivered {
@@ -196,8 +367,10 @@ func (q *Queue) ApplyReceipts(ctx context.Context, rs []Receipt) ([]ReceiptResul
 			out[i].Err = fmt.Errorf("queue: receipt: %w", err)
 			continue
 		}
-		index, held := q.cidKeys(r.CarrierID)
-		resolves[i] = q.queueCall(ctx, pipe, scriptCIDResolve, []string{index, held}, raw, hold)
+		raws[i] = string(raw)
+		keys[i] = q.cidKeySet(r.CarrierID)
+		resolves[i] = q.queueCall(ctx, pipe, scriptCIDResolve, []string{keys[i].index, keys[i].held, keys[i].set},
+			raw, hold, keys[i].cid, firstLook)
 	}
 	if pipe.Len() > 0 {
 		_, _ = pipe.Exec(ctx)
@@ -222,7 +395,7 @@ func (q *Queue) ApplyReceipts(ctx context.Context, rs []Receipt) ([]ReceiptResul
 			out[i].Err = fmt.Errorf("queue: receipt: bad index value %q", v)
 			continue
 		}
-		found = append(found, heldReceipt{id: id, seg: seg, r: rs[i]})
+		found = append(found, heldReceipt{id: id, seg: seg, r: rs[i], raw: raws[i], keys: keys[i]})
 		at = append(at, i)
 	}
 	if len(found) > 0 {
@@ -231,6 +404,7 @@ func (q *Queue) ApplyReceipts(ctx context.Context, rs []Receipt) ([]ReceiptResul
 		for j, i := range at {
 			out[i] = res[j]
 		}
+		q.holdUnacked(ctx, found, res, at, out)
 	}
 	var errs []error
 	for _, r := range out {
@@ -239,6 +413,33 @@ func (q *Queue) ApplyReceipts(ctx context.Context, rs []Receipt) ([]ReceiptResul
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// holdUnacked holds the receipts whose message was not acked yet (res[j]
+// Held, result out[at[j]]) for the held sweep, one pipeline; a receipt that
+// could not be held gets an error, so the carrier delivers it again.
+func (q *Queue) holdUnacked(ctx context.Context, hs []heldReceipt, res []ReceiptResult, at []int, out []ReceiptResult) {
+	pipe := q.rdb.Pipeline()
+	calls := make([]*call, len(hs))
+	for j, h := range hs {
+		if res[j].Err != nil || !res[j].Held {
+			continue
+		}
+		calls[j] = q.queueCall(ctx, pipe, scriptCIDHold, []string{h.keys.held, h.keys.set},
+			holdTTL.Milliseconds(), h.keys.cid, us(q.heldMin), h.raw)
+	}
+	if pipe.Len() == 0 {
+		return
+	}
+	_, _ = pipe.Exec(ctx)
+	for j, c := range calls {
+		if c == nil {
+			continue
+		}
+		if err := c.result(ctx, q).Err(); err != nil {
+			out[at[j]].Err = fmt.Errorf("queue: receipt: hold: %w", err)
+		}
+	}
 }
 
 // applyResolved runs the receipt script of each receipt in one pipeline.
@@ -271,6 +472,11 @@ func (q *Queue) applyResolved(ctx context.Context, hs []heldReceipt, out []Recei
 			continue
 		}
 		n, _ := res[0].(int64)
+		if n == -2 { // not acked yet: hold it
+			out[j].Held = true
+			out[j].Status = message.StatusQueued
+			continue
+		}
 		if n < 0 {
 			out[j].Err = fmt.Errorf("queue: receipt %q: %w", hs[j].id, ErrNotFound)
 			continue

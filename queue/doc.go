@@ -38,7 +38,9 @@
 // Carrier message ids hash (crc32 mod Buckets) to their own tag {c<N>}:
 //
 //	<prefix>{c<N>}:cid:<cid>   STRING "msgID|segment"; TTL CarrierIDTTL
-//	<prefix>{c<N>}:held:<cid>  LIST   receipts that arrived before the ack; TTL 1h
+//	<prefix>{c<N>}:held:<cid>  LIST   receipts that arrived before the ack (or while the
+//	                                  message was indexed but not acked); TTL 1h
+//	<prefix>{c<N>}:heldset     ZSET   carrier ids with held receipts -> when SweepHeld looks next
 //
 // # Scheduling
 //
@@ -60,8 +62,14 @@
 // Idempotency keys live in the sender's bucket: the same key used with two
 // different sender numbers is not deduplicated.
 //
-// Ack and the carrier-id index (cid_set, other slots) go in one pipeline;
-// AckMany and ApplyReceipts batch several messages per round trip.
+// Ack and the carrier-id index (cid_set, other slots) go in one pipeline,
+// the index first, so an ack that ran is always indexed; a receipt whose
+// message is indexed but still queued (its ack has not run, or never will:
+// the daemon died and the message is sent again) is held, not recorded.
+// Held receipts leave their list only once applied, so a daemon dying in
+// between loses none: SweepHeld (every daemon, periodically) applies those
+// whose carrier id is indexed by now. AckMany and ApplyReceipts batch
+// several messages per round trip.
 //
 // Events: every status change after queued (sent, delivered, undelivered,
 // failed, expired) appends a message.status entry to the bucket's stream in

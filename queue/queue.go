@@ -100,6 +100,8 @@ type Queue struct {
 
 	buckets []bucketKeys // per bucket, built once
 
+	heldMin time.Duration // first look of the held sweep (heldSweepMin; tests shorten it)
+
 	plain atomic.Bool // the server refused "#!lua" (miniredis)
 
 	offset atomic.Int64 // Redis clock minus this host's clock, microseconds
@@ -148,6 +150,9 @@ var (
 	scriptCIDSet     = plainScript("cid_set")
 	scriptCIDResolve = plainScript("cid_resolve")
 	scriptCIDUnset   = plainScript("cid_unset")
+	scriptCIDHold    = plainScript("cid_hold")
+	scriptCIDDone    = plainScript("cid_done")
+	scriptHeldSweep  = plainScript("held_sweep")
 )
 
 func readScript(name string) string {
@@ -259,6 +264,8 @@ func New(opts Options) (*Queue, error) {
 		opts: opts,
 		log:  log.With("component", "queue"),
 		m:    newMetrics(reg),
+
+		heldMin: heldSweepMin,
 	}
 	q.buckets = make([]bucketKeys, opts.Buckets)
 	q.hints = make([]hint, opts.Buckets)
@@ -287,12 +294,29 @@ func (q *Queue) base(b int) string { return q.buckets[b].base }
 
 // cidKeys returns the index key and the held-receipts key of a carrier id.
 func (q *Queue) cidKeys(cid string) (index, held string) {
+	k := q.cidKeySet(cid)
+	return k.index, k.held
+}
+
+// cidKeySet is the keys of one carrier id, all in its carrier-id bucket.
+type cidKeySet struct {
+	cid   string // normalized
+	index string // STRING "msgID|segment"
+	held  string // LIST receipts held
+	set   string // the bucket's ZSET of carrier ids with held receipts
+}
+
+func (q *Queue) cidKeySet(cid string) cidKeySet {
 	if q.opts.NormalizeID != nil {
 		cid = q.opts.NormalizeID(cid)
 	}
-	c := crc32.ChecksumIEEE([]byte(cid)) % uint32(q.opts.Buckets)
-	p := q.opts.Prefix + "{c" + strconv.FormatUint(uint64(c), 10) + "}:"
-	return p + "cid:" + cid, p + "held:" + cid
+	p := q.cidBase(int(crc32.ChecksumIEEE([]byte(cid)) % uint32(q.opts.Buckets)))
+	return cidKeySet{cid: cid, index: p + "cid:" + cid, held: p + "held:" + cid, set: p + "heldset"}
+}
+
+// cidBase returns the key prefix of carrier-id bucket c: "<prefix>{c<N>}:".
+func (q *Queue) cidBase(c int) string {
+	return q.opts.Prefix + "{c" + strconv.Itoa(c) + "}:"
 }
 
 // EventStreams returns the keys of the per-bucket event streams. Entries

@@ -164,7 +164,7 @@ type Receipt struct {
 
 // ReceiptResult says what a receipt did.
 type ReceiptResult struct {
-	Held      bool           // carrier id not known yet: held until the ack indexes it
+	Held      bool           // carrier id not known yet, or its message not acked yet: held for the ack or SweepHeld
 	MessageID string         // the message the carrier id belongs to
 	Segment   int            // its segment (0-based)
 	Recorded  bool           // first receipt for this segment

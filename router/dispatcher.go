@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,11 @@ type Queue interface {
 	Requeue(ctx context.Context, c queue.Claimed) error
 	Fail(ctx context.Context, c queue.Claimed, e message.Error) error
 	Reap(ctx context.Context) (int, error)
+	// RenewMany extends several leases to d from now in one round trip,
+	// one error per message (queue.ErrLeaseLost when that lease is gone).
+	RenewMany(ctx context.Context, cs []queue.Claimed, d time.Duration) []error
+	// SweepHeld applies delivery receipts left held by a daemon that died.
+	SweepHeld(ctx context.Context) (int, error)
 }
 
 // Carrier is one carrier's bind pool as the dispatcher uses it.
@@ -77,9 +83,17 @@ type DispatcherOptions struct {
 	Workers int
 	// Batch is the most messages one claim asks for. Default 64.
 	Batch int
-	// Lease is the queue's lease; a submission is abandoned (outcome unknown)
-	// before half of it has passed, and leases are reaped every Lease/3.
+	// Lease is the queue's lease. The dispatcher renews the lease of every
+	// message it holds once a third of it has passed (one pipelined batch),
+	// reaps expired leases and sweeps held receipts every Lease/3, and keeps
+	// retrying a failed settle (ack, retry, fail) for up to Lease/2.
 	Lease time.Duration
+	// SubmitTimeout bounds one submission, mostly its wait for the bind's
+	// window and throughput (the wait for the answer is bounded by the bind's
+	// response timeout; keep this much longer). A submission abandoned before
+	// it was sent is retried without the possible-duplicate flag. Leases are
+	// renewed meanwhile. Default max(2 × Lease, 1 minute).
+	SubmitTimeout time.Duration
 	// RetryBackoff and MaxRetryBackoff bound the delay after a temporary error.
 	RetryBackoff, MaxRetryBackoff time.Duration
 	// Idle is the pause after a claim that found nothing. Default 5ms.
@@ -105,6 +119,7 @@ type Dispatcher struct {
 	log     *slog.Logger
 	plan    atomic.Pointer[Plan]
 	freed   chan struct{}
+	leases  leases
 	metrics dispatchMetrics
 }
 
@@ -132,6 +147,9 @@ func NewDispatcher(opts DispatcherOptions) (*Dispatcher, error) {
 	if opts.Lease <= 0 {
 		opts.Lease = 30 * time.Second
 	}
+	if opts.SubmitTimeout <= 0 {
+		opts.SubmitTimeout = max(2*opts.Lease, time.Minute)
+	}
 	if opts.RetryBackoff <= 0 {
 		opts.RetryBackoff = time.Second
 	}
@@ -158,9 +176,10 @@ func NewDispatcher(opts DispatcherOptions) (*Dispatcher, error) {
 	}
 	f := promauto.With(opts.Registerer)
 	d := &Dispatcher{
-		opts:  opts,
-		log:   opts.Logger.With("component", "dispatcher"),
-		freed: make(chan struct{}, 1),
+		opts:   opts,
+		log:    opts.Logger.With("component", "dispatcher"),
+		freed:  make(chan struct{}, 1),
+		leases: leases{m: make(map[string]*held)},
 		metrics: dispatchMetrics{
 			outcomes: f.NewCounterVec(prometheus.CounterOpts{
 				Name: "smsgate_dispatch_submissions_total",
@@ -228,6 +247,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	settler.Go(func() { d.settleLoop(settleCtx, acks, settled) })
 	wg.Go(func() { d.reapLoop(ctx) })
+	// The renewer runs until every claimed message is settled.
+	renewStop := make(chan struct{})
+	var renewer sync.WaitGroup
+	renewer.Go(func() { d.renewLoop(settleCtx, renewStop) })
+	defer func() { close(renewStop); renewer.Wait() }()
 
 	d.claimLoop(ctx, jobs, &pending, &waiting)
 	close(jobs)
@@ -287,6 +311,7 @@ func (d *Dispatcher) claimLoop(ctx context.Context, jobs chan<- queue.Claimed, p
 			continue
 		}
 		for _, c := range claimed {
+			d.leases.add(c)
 			pending.Add(1)
 			waiting.Add(1)
 			d.metrics.inFlight.Inc()
@@ -326,6 +351,12 @@ func (d *Dispatcher) reapLoop(ctx context.Context) {
 			} else if n > 0 {
 				d.log.Warn("reaped messages whose lease expired; they will be sent again flagged possible duplicate", "count", n)
 			}
+			n, err = d.opts.Queue.SweepHeld(ctx)
+			if err != nil && ctx.Err() == nil {
+				d.log.Warn("sweeping held receipts failed", "err", err)
+			} else if n > 0 {
+				d.log.Info("applied delivery receipts left held (a daemon stopped before applying them)", "count", n)
+			}
 		}
 	}
 }
@@ -364,9 +395,7 @@ func (d *Dispatcher) settleLoop(ctx context.Context, acks <-chan queue.AckItem, 
 				}
 			}
 		}
-		for i, err := range d.opts.Queue.AckMany(ctx, batch) {
-			d.settle("ack", err, batch[i].Claimed)
-		}
+		d.ackBatch(ctx, batch)
 		settled(len(batch))
 	}
 }
@@ -401,33 +430,42 @@ func (d *Dispatcher) handle(ctx context.Context, c queue.Claimed) (ack queue.Ack
 	}
 	if len(c.Msg.Media) > 0 {
 		d.metrics.outcomes.WithLabelValues("", "mms_unavailable").Inc()
-		d.settle("fail", d.opts.Queue.Fail(ctx, c, message.Error{
-			Code:    CodeMMSRouteUnavailable,
-			Message: "No MMS route is configured for this carrier, so the message was not sent; send the media as a link in an SMS, or ask the operator to configure an MMS route.",
-		}), c)
+		d.record(ctx, "fail", c, func(ctx context.Context) error {
+			return d.opts.Queue.Fail(ctx, c, message.Error{
+				Code:    CodeMMSRouteUnavailable,
+				Message: "No MMS route is configured for this carrier, so the message was not sent; send the media as a link in an SMS, or ask the operator to configure an MMS route.",
+			})
+		})
 		return ack, false
 	}
 	name, ok := plan.Table.Carrier(c.Msg.From, plan.up)
 	if !ok {
 		if name == "" {
 			d.metrics.outcomes.WithLabelValues("", "no_route").Inc()
-			d.settle("fail", d.opts.Queue.Fail(ctx, c, message.Error{
-				Code:    CodeNoRoute,
-				Message: fmt.Sprintf("No carrier route covers the sender number %s; add a [[route]] or set the number's carrier in the configuration.", c.Msg.From),
-			}), c)
+			d.record(ctx, "fail", c, func(ctx context.Context) error {
+				return d.opts.Queue.Fail(ctx, c, message.Error{
+					Code:    CodeNoRoute,
+					Message: fmt.Sprintf("No carrier route covers the sender number %s; add a [[route]] or set the number's carrier in the configuration.", c.Msg.From),
+				})
+			})
 			return ack, false
 		}
 		d.metrics.outcomes.WithLabelValues(name, "carrier_down").Inc()
-		d.settle("retry", d.opts.Queue.Retry(ctx, c, d.backoff(c.Attempt), message.Error{
-			Code:    CodeCarrierUnavailable,
-			Message: fmt.Sprintf("No bind of carrier %q is up; the message stays queued and is retried.", name),
-		}), c)
+		delay := d.backoff(c.Attempt)
+		d.record(ctx, "retry", c, func(ctx context.Context) error {
+			return d.opts.Queue.Retry(ctx, c, delay, message.Error{
+				Code:    CodeCarrierUnavailable,
+				Message: fmt.Sprintf("No bind of carrier %q is up; the message stays queued and is retried.", name),
+			})
+		})
 		return ack, false
 	}
 	carrier := plan.Carriers[name]
-	// Give up waiting for window or throughput before half the lease has
-	// passed, so a slow carrier never lets the lease expire under us.
-	subCtx, cancel := context.WithTimeout(ctx, d.opts.Lease/2)
+	// The deadline mostly bounds the wait for the bind's window and
+	// throughput; the lease is renewed meanwhile (renewLoop), which cancels
+	// the submission should the lease be lost anyway.
+	subCtx, cancel := context.WithTimeout(ctx, d.opts.SubmitTimeout)
+	d.leases.watch(c.Msg.ID, cancel)
 	res := carrier.Submit(subCtx, smpp.Submission{
 		ID:         c.Msg.ID,
 		From:       c.Msg.From,
@@ -438,27 +476,114 @@ func (d *Dispatcher) handle(ctx context.Context, c queue.Claimed) (ack queue.Ack
 	})
 	cancel()
 	d.metrics.latency.Observe(time.Since(start).Seconds())
-	switch res.Outcome {
+	outcome := res.Outcome
+	if outcome == smpp.Temporary && slices.ContainsFunc(res.CarrierIDs, func(id string) bool { return id != "" }) {
+		// Some segments were accepted before one was refused or not sent:
+		// sending again repeats them.
+		outcome = smpp.Unknown
+	}
+	switch outcome {
 	case smpp.OK:
 		d.metrics.outcomes.WithLabelValues(name, "ok").Inc()
 		return queue.AckItem{Claimed: c, CarrierIDs: res.CarrierIDs}, true
 	case smpp.Temporary:
 		d.metrics.outcomes.WithLabelValues(name, "temporary").Inc()
-		d.settle("retry", d.opts.Queue.Retry(ctx, c, d.backoff(c.Attempt), message.Error{
-			Code:    CodeCarrierTemporary,
-			Message: fmt.Sprintf("Carrier %q asked to retry later (%s); the message stays queued.", name, describe(res)),
-		}), c)
+		why := fmt.Sprintf("Carrier %q asked to retry later (%s); the message stays queued.", name, describe(res))
+		if errors.Is(res.Err, smpp.ErrNotSent) {
+			why = fmt.Sprintf("Carrier %q had no window or throughput free in time; the message was not sent and stays queued.", name)
+		}
+		delay := d.backoff(c.Attempt)
+		d.record(ctx, "retry", c, func(ctx context.Context) error {
+			return d.opts.Queue.Retry(ctx, c, delay, message.Error{Code: CodeCarrierTemporary, Message: why})
+		})
 	case smpp.Permanent:
 		d.metrics.outcomes.WithLabelValues(name, "permanent").Inc()
-		d.settle("fail", d.opts.Queue.Fail(ctx, c, message.Error{
-			Code:    CodeCarrierRejected,
-			Message: fmt.Sprintf("Carrier %q rejected the message (%s).", name, describe(res)),
-		}), c)
+		d.record(ctx, "fail", c, func(ctx context.Context) error {
+			return d.opts.Queue.Fail(ctx, c, message.Error{
+				Code:    CodeCarrierRejected,
+				Message: fmt.Sprintf("Carrier %q rejected the message (%s).", name, describe(res)),
+			})
+		})
 	default: // smpp.Unknown: may or may not have reached the carrier
 		d.metrics.outcomes.WithLabelValues(name, "unknown").Inc()
-		d.settle("requeue", d.opts.Queue.Requeue(ctx, c), c)
+		d.record(ctx, "requeue", c, func(ctx context.Context) error { return d.opts.Queue.Requeue(ctx, c) })
 	}
 	return ack, false
+}
+
+// record runs op, a queue operation recording c's outcome, repeating it
+// with backoff while it fails with a storage error (see retryable) for up
+// to Lease/2, then logs what still failed.
+func (d *Dispatcher) record(ctx context.Context, name string, c queue.Claimed, op func(context.Context) error) {
+	deadline := time.Now().Add(d.opts.Lease / 2)
+	pause := d.settlePause()
+	for {
+		err := op(ctx)
+		if err == nil || !retryable(err) || !pause(ctx, deadline) {
+			d.settle(name, err, c)
+			return
+		}
+	}
+}
+
+// ackBatch acks a batch with AckMany, repeating it for the items that failed
+// with a storage error (as one smaller batch) for up to Lease/2.
+func (d *Dispatcher) ackBatch(ctx context.Context, batch []queue.AckItem) {
+	deadline := time.Now().Add(d.opts.Lease / 2)
+	pause := d.settlePause()
+	items := batch
+	for {
+		errs := d.opts.Queue.AckMany(ctx, items)
+		var again []queue.AckItem
+		var againErrs []error
+		for i, err := range errs {
+			if err != nil && retryable(err) {
+				again = append(again, items[i])
+				againErrs = append(againErrs, err)
+				continue
+			}
+			d.settle("ack", err, items[i].Claimed)
+		}
+		if len(again) == 0 {
+			return
+		}
+		if !pause(ctx, deadline) {
+			for i, it := range again {
+				d.settle("ack", againErrs[i], it.Claimed)
+			}
+			return
+		}
+		items = again
+	}
+}
+
+// settlePause returns a function that waits before the next attempt of a
+// settle (50 ms, doubling, at most 1 s) and reports false instead when the
+// deadline would pass first or ctx ends.
+func (d *Dispatcher) settlePause() func(ctx context.Context, deadline time.Time) bool {
+	wait := 50 * time.Millisecond
+	return func(ctx context.Context, deadline time.Time) bool {
+		w := wait
+		wait = min(2*wait, time.Second)
+		if time.Until(deadline) < w || ctx.Err() != nil {
+			return false
+		}
+		t := time.NewTimer(w)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// retryable reports whether a failed queue operation may succeed when
+// repeated: a storage error, not a lost lease or an unknown message.
+func retryable(err error) bool {
+	return !errors.Is(err, queue.ErrLeaseLost) && !errors.Is(err, queue.ErrBadID) &&
+		!errors.Is(err, queue.ErrNotFound) && !errors.Is(err, context.Canceled)
 }
 
 func describe(res smpp.Result) string {
@@ -468,9 +593,15 @@ func describe(res smpp.Result) string {
 	return fmt.Sprintf("command_status 0x%08X", res.Status)
 }
 
-// settle logs a queue operation that failed. The message is not lost: its
+// settle ends the dispatcher's hold on c (its lease is no longer renewed)
+// and logs a queue operation that failed. The message is not lost: its
 // lease expires and the reaper puts it back at the head of its queue.
 func (d *Dispatcher) settle(op string, err error, c queue.Claimed) {
+	d.leases.remove(c.Msg.ID)
+	if errors.Is(err, queue.ErrLeaseLost) {
+		d.log.Debug("recording a submission outcome found the lease lost; another claim owns the message", "op", op, "id", c.Msg.ID)
+		return
+	}
 	if err != nil {
 		d.log.Warn("recording a submission outcome failed; the lease will expire and the message will be retried", "op", op, "id", c.Msg.ID, "err", err)
 	}
@@ -485,4 +616,119 @@ func (d *Dispatcher) backoff(attempt int) time.Duration {
 	}
 	b = min(b, d.opts.MaxRetryBackoff)
 	return b/2 + rand.N(b/2+1)
+}
+
+// leases are the messages the dispatcher holds (claimed, not yet settled),
+// with when each lease was last extended.
+type leases struct {
+	mu sync.Mutex
+	m  map[string]*held
+}
+
+type held struct {
+	c       queue.Claimed
+	renewed time.Time          // claim or last successful renewal
+	cancel  context.CancelFunc // abandons its submission (nil before it starts)
+}
+
+func (l *leases) add(c queue.Claimed) {
+	l.mu.Lock()
+	l.m[c.Msg.ID] = &held{c: c, renewed: time.Now()}
+	l.mu.Unlock()
+}
+
+// watch sets the function that abandons id's submission when its lease is lost.
+func (l *leases) watch(id string, cancel context.CancelFunc) {
+	l.mu.Lock()
+	if h := l.m[id]; h != nil {
+		h.cancel = cancel
+	}
+	l.mu.Unlock()
+}
+
+func (l *leases) remove(id string) {
+	l.mu.Lock()
+	delete(l.m, id)
+	l.mu.Unlock()
+}
+
+// due returns the held messages whose lease was last extended before t.
+func (l *leases) due(t time.Time) []queue.Claimed {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []queue.Claimed
+	for _, h := range l.m {
+		if h.renewed.Before(t) {
+			out = append(out, h.c)
+		}
+	}
+	return out
+}
+
+// renewed records a renewal of id at t (if it is still held).
+func (l *leases) renewed(id string, t time.Time) {
+	l.mu.Lock()
+	if h := l.m[id]; h != nil {
+		h.renewed = t
+	}
+	l.mu.Unlock()
+}
+
+// lost abandons the submission of id, whose lease another daemon may now
+// own: a submission still waiting for the window is then not sent at all.
+func (l *leases) lost(id string) {
+	l.mu.Lock()
+	h := l.m[id]
+	l.mu.Unlock()
+	if h != nil && h.cancel != nil {
+		h.cancel()
+	}
+}
+
+// renewLoop extends, in one pipelined batch every Lease/6, the lease of
+// every held message whose lease is a third or more used, so a submission
+// waiting for the carrier's window or answer keeps its message. A message
+// whose lease is lost, or that could not be renewed until its lease nearly
+// ran out, has its submission abandoned.
+func (d *Dispatcher) renewLoop(ctx context.Context, stop <-chan struct{}) {
+	t := time.NewTicker(max(d.opts.Lease/6, 5*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		cs := d.leases.due(now.Add(-d.opts.Lease / 3))
+		if len(cs) == 0 {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, d.opts.Lease/6)
+		errs := d.opts.Queue.RenewMany(rctx, cs, d.opts.Lease)
+		cancel()
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				d.leases.renewed(cs[i].Msg.ID, now)
+			case errors.Is(err, queue.ErrLeaseLost):
+				d.log.Warn("lease of a message being submitted was lost; abandoning its submission", "id", cs[i].Msg.ID)
+				d.leases.lost(cs[i].Msg.ID)
+			default:
+				if d.leases.expiring(cs[i].Msg.ID, now, d.opts.Lease) {
+					d.log.Warn("lease of a message being submitted could not be renewed before it expires; abandoning its submission", "id", cs[i].Msg.ID, "err", err)
+					d.leases.lost(cs[i].Msg.ID)
+				}
+			}
+		}
+	}
+}
+
+// expiring reports whether id's lease, last extended by lease, runs out
+// within a sixth of it from now.
+func (l *leases) expiring(id string, now time.Time, lease time.Duration) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	h := l.m[id]
+	return h != nil && now.Sub(h.renewed) >= lease-lease/6
 }

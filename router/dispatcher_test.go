@@ -52,6 +52,10 @@ func (q *listQueue) Retry(context.Context, queue.Claimed, time.Duration, message
 func (q *listQueue) Requeue(context.Context, queue.Claimed) error             { return nil }
 func (q *listQueue) Fail(context.Context, queue.Claimed, message.Error) error { return nil }
 func (q *listQueue) Reap(context.Context) (int, error)                        { return 0, nil }
+func (q *listQueue) SweepHeld(context.Context) (int, error)                   { return 0, nil }
+func (q *listQueue) RenewMany(_ context.Context, cs []queue.Claimed, _ time.Duration) []error {
+	return make([]error, len(cs))
+}
 
 // windowCarrier is one bind with a window: Submit holds a slot until the
 // test releases it, like a carrier that has not answered yet.

@@ -1,10 +1,16 @@
 -- receipt: ARGV[6] id, [7] segment, [8] state (delivered|undelivered), [9] error code,
--- [10] error message, [11] carrier id. Returns {recorded 0|1, status}.
+-- [10] error message, [11] carrier id. Returns {recorded 0|1, status}, {-1, ''} when
+-- the message is gone, or {-2, 'queued'} when it is not acked yet: the carrier id
+-- was indexed just before an ack that has not run (or never ran: the daemon
+-- died, the message will be sent again). Recording the segment now would let
+-- this stale copy's receipt take the segment of the copy that will be acked,
+-- so the caller holds it for the held sweep instead.
 local id = ARGV[6]
 local mkey = base .. 'm:' .. id
 local f = redis.call('HMGET', mkey, 'st', 'ncid', 'org', 'ref', 'dup')
 local st = f[1]
 if not st then return {-1, ''} end
+if st == 'queued' then return {-2, st} end
 local m = {org = f[3], ref = f[4], dup = f[5]}
 local field = 'r' .. ARGV[7]
 if redis.call('HSETNX', mkey, field, ARGV[8]) == 0 then return {0, st} end
