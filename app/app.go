@@ -54,8 +54,7 @@ type Options struct {
 	// before the API stops accepting, so load balancers see it first.
 	// Default 0. It counts against [shutdown] grace.
 	LameDuck time.Duration
-	// BindLeaseTTL is the lifetime of a bind lease (see bindlease.go);
-	// default DefaultBindLeaseTTL.
+	// BindLeaseTTL overrides [redis] bind_lease_ttl (tests).
 	BindLeaseTTL time.Duration
 }
 
@@ -234,7 +233,11 @@ func New(opts Options) (_ *App, err error) {
 
 	// Carriers.
 	a.in = &inbound{app: a, log: root.With("component", "inbound"), metrics: newInboundMetrics(regs)}
-	a.leases = newLeaser(a, a.rdb, cfg.Redis.KeyPrefix, opts.BindLeaseTTL, regs)
+	leaseTTL := cfg.Redis.BindLeaseTTL
+	if opts.BindLeaseTTL > 0 {
+		leaseTTL = opts.BindLeaseTTL
+	}
+	a.leases = newLeaser(a, a.rdb, cfg.Redis.KeyPrefix, leaseTTL, regs)
 	a.onStop(a.leases.stop) // after closePools: leases go once the binds are closed
 	for _, c := range cfg.Carriers {
 		p, err := a.newPool(c)

@@ -64,6 +64,7 @@ var badFixtures = map[string][]string{
 	"validity_order":           {`queue.default_validity: 12h is longer than queue.max_validity (10h)`},
 	"webhook_url":              {`webhook.url: "ftp://127.0.0.1/events" is not an http or https URL`},
 	"window_zero":              {`carrier[0].bind[0].window: must be at least 1, got 0`},
+	"bind_lease_ttl":           {`redis.bind_lease_ttl: must be at least 300ms (it is renewed every third of it), got 100ms`},
 	"wrong_type":               {`carrier[0].bind[0].port: expected an integer, got string "2775"`},
 	// The carriers cannot be decoded, so the route's carrier is unknown too.
 	"carrier_not_array": {
@@ -146,7 +147,7 @@ func TestMinimalDefaults(t *testing.T) {
 		WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second}, cfg.HTTP)
 	require.Equal(t, "127.0.0.1:9090", cfg.Metrics.Listen)
 	require.Equal(t, Admin{}, cfg.Admin)
-	require.Equal(t, Redis{KeyPrefix: "smsgate:"}, cfg.Redis)
+	require.Equal(t, Redis{KeyPrefix: "smsgate:", BindLeaseTTL: 6 * time.Second}, cfg.Redis)
 	require.True(t, cfg.Redis.Embedded())
 	require.Equal(t, Queue{DefaultValidity: 4 * time.Hour, MaxValidity: 10 * time.Hour, MaxPerNumber: 100000, Buckets: 64,
 		Lease: 30 * time.Second, RetryBackoff: time.Second, MaxRetryBackoff: 5 * time.Minute}, cfg.Queue)
@@ -181,7 +182,7 @@ func TestFullValues(t *testing.T) {
 	require.Equal(t, "127.0.0.1:19090", cfg.Metrics.Listen)
 	require.Equal(t, HashKey("dev-admin-token"), cfg.Admin.TokenSHA256, "hex digests are lowercased")
 	require.Equal(t, Redis{Cluster: []string{"127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7002"},
-		Password: "redis-pw", KeyPrefix: "sg:"}, cfg.Redis)
+		Password: "redis-pw", KeyPrefix: "sg:", BindLeaseTTL: 6 * time.Second}, cfg.Redis)
 	require.False(t, cfg.Redis.Embedded())
 	require.Equal(t, Queue{DefaultValidity: 2 * time.Hour, MaxValidity: 8 * time.Hour, MaxPerNumber: 500, Buckets: 128,
 		Lease: 45 * time.Second, RetryBackoff: 2 * time.Second, MaxRetryBackoff: 3 * time.Minute}, cfg.Queue)

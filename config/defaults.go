@@ -33,6 +33,7 @@ func (c *Config) applyDefaults(defined func(path string) bool) {
 	def(d, "metrics.listen", &c.Metrics.Listen, "127.0.0.1:9090")
 
 	def(d, "redis.key_prefix", &c.Redis.KeyPrefix, "smsgate:")
+	def(d, "redis.bind_lease_ttl", &c.Redis.BindLeaseTTL, 6*time.Second)
 
 	def(d, "queue.default_validity", &c.Queue.DefaultValidity, 4*time.Hour)
 	def(d, "queue.max_validity", &c.Queue.MaxValidity, 10*time.Hour)

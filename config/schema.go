@@ -56,6 +56,10 @@ type Redis struct {
 	PasswordEnv string   `toml:"password_env"`
 	DB          int      `toml:"db"`
 	KeyPrefix   string   `toml:"key_prefix"` // default "smsgate:"
+	// BindLeaseTTL is how long a daemon's lease on a configured bind lives
+	// without renewal (default 6s): daemons sharing a Redis open each bind
+	// once, and a dead daemon's binds are taken over after about this long.
+	BindLeaseTTL time.Duration `toml:"bind_lease_ttl"`
 }
 
 // Embedded reports whether the in-process store is used.

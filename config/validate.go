@@ -229,6 +229,9 @@ func (c *Config) validateRedis(v *validator) {
 	if strings.ContainsAny(r.KeyPrefix, "{}") {
 		v.add("redis.key_prefix", "must not contain { or } (they would change the keys' hash slot)")
 	}
+	if r.BindLeaseTTL < 300*time.Millisecond {
+		v.add("redis.bind_lease_ttl", "must be at least 300ms (it is renewed every third of it), got %s", r.BindLeaseTTL)
+	}
 }
 
 // validateCarriers checks carriers and their binds, and returns the set of

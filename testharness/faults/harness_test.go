@@ -153,6 +153,7 @@ token_sha256 = %q
 [redis]
 addr = %q
 key_prefix = %q
+bind_lease_ttl = "1s"
 [queue]
 lease = %s
 retry_backoff = "100ms"
