@@ -20,13 +20,15 @@ import (
 
 // inbound turns what carriers send back (MO messages and delivery
 // receipts) into stored events, opt-outs and keyword replies. It implements
-// smpp.Handler: an error makes the bind answer ESME_RX_T_APPN so the carrier
+// smpp.Handler and smpp.ReceiptBatchHandler: an error makes the bind answer ESME_RX_T_APPN so the carrier
 // delivers again, which is why every step is safe to repeat.
 type inbound struct {
 	app     *App
 	log     *slog.Logger
 	metrics *inboundMetrics
 }
+
+var _ smpp.ReceiptBatchHandler = (*inbound)(nil)
 
 type inboundMetrics struct {
 	mo       *prometheus.CounterVec
@@ -84,17 +86,66 @@ func receiptError(state, carrierErr string) *message.Error {
 // that no longer exists is acknowledged and counted, or the carrier would
 // redeliver it forever.
 func (h *inbound) HandleReceipt(ctx context.Context, r smpp.Receipt) error {
-	label := receiptStateLabel(r.State)
+	qr, final := h.queueReceipt(r)
+	if !final {
+		return nil
+	}
+	res, err := h.app.queue.ApplyReceipt(ctx, qr)
+	return h.applied(r, res, err)
+}
+
+// HandleReceipts implements smpp.ReceiptBatchHandler: the same as
+// HandleReceipt for each receipt, with all of them applied in one
+// queue.ApplyReceipts (two Redis round trips for the batch). Each receipt
+// gets its own result.
+func (h *inbound) HandleReceipts(ctx context.Context, rs []smpp.Receipt) []error {
+	errs := make([]error, len(rs))
+	qrs := make([]queue.Receipt, 0, len(rs))
+	at := make([]int, 0, len(rs))
+	for i, r := range rs {
+		if qr, final := h.queueReceipt(r); final {
+			qrs = append(qrs, qr)
+			at = append(at, i)
+		}
+	}
+	if len(qrs) == 0 {
+		return errs
+	}
+	res, err := h.app.queue.ApplyReceipts(ctx, qrs)
+	if len(res) != len(qrs) { // not per receipt: every one failed
+		if err == nil {
+			err = fmt.Errorf("queue: %d results for %d receipts", len(res), len(qrs))
+		}
+		for _, i := range at {
+			errs[i] = h.applied(rs[i], queue.ReceiptResult{}, err)
+		}
+		return errs
+	}
+	for j, i := range at {
+		errs[i] = h.applied(rs[i], res[j], res[j].Err)
+	}
+	return errs
+}
+
+// queueReceipt is the queue's form of a receipt; final is false (and the
+// receipt counted as ignored) for intermediate states that change nothing.
+func (h *inbound) queueReceipt(r smpp.Receipt) (qr queue.Receipt, final bool) {
 	status, final := receiptStatus(r.State)
 	if !final {
-		h.count(h.metrics.receipts, label, "ignored")
-		return nil
+		h.count(h.metrics.receipts, receiptStateLabel(r.State), "ignored")
+		return queue.Receipt{}, false
 	}
 	var rerr *message.Error
 	if status == message.StatusUndelivered {
 		rerr = receiptError(strings.ToUpper(r.State), r.Err)
 	}
-	res, err := h.app.queue.ApplyReceipt(ctx, queue.Receipt{CarrierID: r.CarrierMessageID, State: status, Err: rerr})
+	return queue.Receipt{CarrierID: r.CarrierMessageID, State: status, Err: rerr}, true
+}
+
+// applied counts what applying a receipt did and returns the error the
+// carrier should see: only a storage failure.
+func (h *inbound) applied(r smpp.Receipt, res queue.ReceiptResult, err error) error {
+	label := receiptStateLabel(r.State)
 	if errors.Is(err, queue.ErrNotFound) || errors.Is(err, queue.ErrBadID) {
 		h.count(h.metrics.receipts, label, "unmatched")
 		h.log.Debug("receipt for a message that is no longer stored, acknowledged", "carrier", r.Carrier, "err", err)

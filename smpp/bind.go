@@ -397,6 +397,10 @@ func (b *bind) submit(ctx context.Context, frames [][]byte) Result {
 		reqs = make([]*request, n)
 	}
 	res := Result{CarrierIDs: make([]string, n)}
+	if err := b.p.backlog.wait(ctx); err != nil {
+		res.Outcome, res.Err = Temporary, fmt.Errorf("%w: waiting for receipts to be handled: %w", ErrNotSent, err)
+		return res
+	}
 	var agg aggregate
 	for i, f := range frames {
 		if err := b.acquire(ctx); err != nil {

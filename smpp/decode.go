@@ -59,7 +59,8 @@ func deliverOffsets(frame []byte) (esm, dc int, err error) {
 
 // parseDeliverSM decodes a deliver_sm frame with gosmpp's codec. The UDHI
 // bit is cleared in frame first, so the short message stays raw (UDH
-// included) for ParseConcatUDH; the original esm_class is kept in the result.
+// included) for ParseConcatUDH; the original esm_class is kept in the result,
+// and whether it is a receipt.
 func parseDeliverSM(frame []byte) (inboundPDU, error) {
 	esmOff, dcOff, err := deliverOffsets(frame)
 	if err != nil {
@@ -72,6 +73,7 @@ func parseDeliverSM(frame []byte) (inboundPDU, error) {
 		return inboundPDU{}, fmt.Errorf("smpp: deliver_sm: %w", err)
 	}
 	in.d = d
+	in.receipt = isReceipt(in)
 	return in, nil
 }
 

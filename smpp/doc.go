@@ -35,8 +35,18 @@
 //
 // Inbound deliver_sm are receipts (esm_class bit 0x04, a
 // receipted_message_id TLV, or a text starting "id:" with a "stat:" field)
-// or MO messages. The deliver_sm_resp is sent after the Handler returns:
-// ESME_ROK, or ESME_RX_T_APPN when it failed so the carrier redelivers. For
+// or MO messages. The reader never waits for the Handler: it queues each
+// deliver_sm for the link's inbound workers and answers one that does not
+// fit (queue full) with ESME_RX_T_APPN at once, so submit_sm_resp are never
+// stuck behind receipts. A Handler that also implements ReceiptBatchHandler
+// gets the receipts queued at that moment together (up to MaxReceiptBatch,
+// no waiting to fill a batch). While more than backlogHigh receipts wait for
+// the Handler across the pool, new submits wait and Free reports 0: a
+// Handler slower than the carrier slows sending down instead of having
+// receipts refused and redelivered over and over. The deliver_sm_resp is
+// sent after the Handler returns (for a batch, after the call, by each
+// receipt's own result): ESME_ROK, or ESME_RX_T_APPN when it failed so the
+// carrier redelivers. For
 // multipart MO acknowledgement and the reassembly timeout see reassembler.
 // Carrier message ids are passed on as received; compare them with
 // NormalizeID.

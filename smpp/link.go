@@ -74,14 +74,22 @@ func (r *request) finish(status uint32, msgID string, err error) {
 }
 
 // inboundPDU is a deliver_sm handed from the reader to the inbound workers.
+// Its deliver_sm_resp is sent when the handler has returned.
 type inboundPDU struct {
 	d   *pdu.DeliverSM
 	esm byte // esm_class as received (the UDHI bit is cleared in d)
 	dc  byte // data_coding as received
+
+	receipt bool // isReceipt, set by parseDeliverSM
 }
 
 // link is one SMPP connection: one reader, one buffered writer, one keeper
 // (enquire_link and response timeouts) and a few inbound workers.
+//
+// The reader never waits for a handler: it queues each deliver_sm (up to
+// inboundQueueLen) and answers one that does not fit at once with
+// ESME_RX_T_APPN, so the carrier delivers it again later while
+// submit_sm_resp keep being read.
 type link struct {
 	b    *bind
 	role string // trx, tx or rx
@@ -98,13 +106,29 @@ type link struct {
 	closed   bool
 	cause    error
 
+	// reader only: deliver_sm refused since the last warning
+	deferred     int
+	deferredWarn time.Time
+
 	ctx    context.Context // cancelled when the link closes (handlers)
 	cancel context.CancelFunc
 	done   chan struct{}
 	wg     sync.WaitGroup
 }
 
-const inboundWorkers = 4
+// inboundWorkers is how many goroutines of a link handle deliver_sm: a
+// few when receipts go to the Handler in batches, more when each takes a
+// call (and storage round trips) of its own.
+func inboundWorkers(batch bool) int {
+	if batch {
+		return 4
+	}
+	return 16
+}
+
+// inboundQueueLen is how many deliver_sm a link holds for its workers: far
+// more than arrive between two batches, so that refusing one is rare.
+func inboundQueueLen(window int) int { return max(1024, 8*window) }
 
 func newLink(b *bind, role string, conn net.Conn) *link {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -113,8 +137,8 @@ func newLink(b *bind, role string, conn net.Conn) *link {
 		role:     role,
 		conn:     conn,
 		log:      b.log.With("link", role),
-		out:      make(chan []byte, b.cfg.Window+64),
-		inbound:  make(chan inboundPDU, 64),
+		out:      make(chan []byte, b.cfg.Window+256),
+		inbound:  make(chan inboundPDU, inboundQueueLen(b.cfg.Window)),
 		inflight: make(map[uint32]*request, b.cfg.Window+4),
 		ctx:      ctx,
 		cancel:   cancel,
@@ -124,11 +148,12 @@ func newLink(b *bind, role string, conn net.Conn) *link {
 }
 
 func (l *link) start() {
-	l.wg.Add(3 + inboundWorkers)
+	workers := inboundWorkers(l.b.p.batch != nil)
+	l.wg.Add(3 + workers)
 	go l.reader()
 	go l.writer()
 	go l.keeper()
-	for range inboundWorkers {
+	for range workers {
 		go l.worker()
 	}
 }
@@ -155,8 +180,21 @@ func (l *link) close(cause error) {
 	}
 }
 
-// wait blocks until every goroutine of the link has returned.
-func (l *link) wait() { l.wg.Wait() }
+// wait blocks until every goroutine of the link has returned, then drops
+// the deliver_sm still queued (unanswered: the carrier delivers them again).
+func (l *link) wait() {
+	l.wg.Wait()
+	for {
+		select {
+		case in := <-l.inbound:
+			if in.receipt {
+				l.b.p.backlog.add(-1)
+			}
+		default:
+			return
+		}
+	}
+}
 
 func (l *link) err() error {
 	l.mu.Lock()
@@ -305,15 +343,37 @@ func (l *link) dispatch(h pdu.Header, frame []byte) {
 			l.nack(seq, StatusSysErr)
 			return
 		}
+		if in.receipt {
+			l.b.p.backlog.add(1)
+		}
 		select {
 		case l.inbound <- in:
-		case <-l.done:
+		default:
+			if in.receipt {
+				l.b.p.backlog.add(-1)
+			}
+			l.deferDeliver(seq)
 		}
 	case data.ALERT_NOTIFICATION:
 		// no response defined; nothing to do
 	default:
 		l.log.Warn("smpp unsupported command from the SMSC, generic_nack sent", "command_id", fmt.Sprintf("0x%08X", uint32(id)))
 		l.nack(seq, StatusInvCmdID)
+	}
+}
+
+// deferWarnEvery spaces the warnings about a full inbound queue.
+const deferWarnEvery = 10 * time.Second
+
+// deferDeliver answers a deliver_sm that did not fit in the inbound queue
+// with ESME_RX_T_APPN, so the carrier delivers it again later.
+func (l *link) deferDeliver(seq int32) {
+	l.deliverResp(seq, StatusXTAppn)
+	l.deferred++
+	if now := time.Now(); now.Sub(l.deferredWarn) >= deferWarnEvery {
+		l.log.Warn("smpp inbound queue full: deliver_sm answered ESME_RX_T_APPN for the carrier to deliver again (handler slower than the carrier)",
+			"refused", l.deferred, "queue", cap(l.inbound))
+		l.deferred, l.deferredWarn = 0, now
 	}
 }
 
@@ -427,18 +487,47 @@ func (l *link) request(ctx context.Context, kind reqKind, p pdu.PDU, timeout tim
 	}
 }
 
+// worker handles queued deliver_sm. When the Handler takes receipts in
+// batches it takes, besides the first, whatever else is queued at that
+// moment (at most MaxReceiptBatch in all) without waiting for more.
 func (l *link) worker() {
 	defer l.wg.Done()
+	p := l.b.p
+	ib := newInboundBatch()
 	for {
 		select {
 		case <-l.done:
 			return
 		case in := <-l.inbound:
-			status := l.b.p.inbound(l.ctx, l.b, in)
-			resp := pdu.NewDeliverSMResp()
-			resp.SetSequenceNumber(in.d.SequenceNumber)
-			resp.(*pdu.DeliverSMResp).CommandStatus = data.CommandStatusType(status)
-			l.write(marshal(resp))
+			ib.ins = append(ib.ins, in)
+			if p.batch != nil {
+				l.drain(ib)
+			}
+			p.handleInbound(l.ctx, l.b, ib)
+			for i, in := range ib.ins {
+				l.deliverResp(in.d.SequenceNumber, ib.status[i])
+			}
+			p.backlog.add(-ib.receipts())
+			ib.reset()
 		}
 	}
+}
+
+// drain adds the deliver_sm queued now to ib, up to MaxReceiptBatch.
+func (l *link) drain(ib *inboundBatch) {
+	for len(ib.ins) < MaxReceiptBatch {
+		select {
+		case in := <-l.inbound:
+			ib.ins = append(ib.ins, in)
+		default:
+			return
+		}
+	}
+}
+
+func (l *link) deliverResp(seq int32, status uint32) {
+	resp := pdu.NewDeliverSMResp()
+	resp.SetSequenceNumber(seq)
+	resp.(*pdu.DeliverSMResp).CommandStatus = data.CommandStatusType(status)
+	l.write(marshal(resp))
 }

@@ -34,6 +34,8 @@ type Pool struct {
 	carrier string
 	log     *slog.Logger
 	handler Handler
+	batch   ReceiptBatchHandler // handler, when it takes receipts in batches; else nil
+	backlog *backlog            // deliver_sm waiting for the handler, all links
 	m       *metrics
 
 	wire  atomic.Pointer[wireOptions]
@@ -117,6 +119,8 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 		carrier: opts.Carrier.Name,
 		log:     log.With("component", "smpp", "carrier", opts.Carrier.Name),
 		handler: opts.Handler,
+		batch:   batchHandler(opts.Handler),
+		backlog: newBacklog(),
 		m:       m,
 		re:      newReassembler(rt),
 		ctx:     ctx,
@@ -196,8 +200,12 @@ func (p *Pool) Up() bool {
 }
 
 // Free is the number of free window slots on bound binds: how many
-// submit_sm the pool can take now without waiting.
+// submit_sm the pool can take now without waiting. It is 0 while submits
+// wait for the Handler to catch up with the receipts received.
 func (p *Pool) Free() int {
+	if p.backlog.full() {
+		return 0
+	}
 	n := 0
 	for _, b := range *p.binds.Load() {
 		if b.usable() {
@@ -309,18 +317,139 @@ func (p *Pool) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// batchHandler is h as a ReceiptBatchHandler, or nil.
+func batchHandler(h Handler) ReceiptBatchHandler {
+	if bh, ok := h.(ReceiptBatchHandler); ok {
+		return bh
+	}
+	return nil
+}
+
+// inboundBatch is a worker's scratch space for deliver_sm taken from its
+// link's queue together.
+type inboundBatch struct {
+	ins    []inboundPDU
+	status []uint32 // deliver_sm_resp command_status of ins[i]
+	rs     []Receipt
+	at     []int // rs[j] came from ins[at[j]]
+	mos    []int // indexes of MOs in ins
+}
+
+func newInboundBatch() *inboundBatch {
+	return &inboundBatch{
+		ins:    make([]inboundPDU, 0, MaxReceiptBatch),
+		status: make([]uint32, 0, MaxReceiptBatch),
+		rs:     make([]Receipt, 0, MaxReceiptBatch),
+		at:     make([]int, 0, MaxReceiptBatch),
+	}
+}
+
+// receipts is how many of ib.ins are receipts.
+func (ib *inboundBatch) receipts() int {
+	n := 0
+	for _, in := range ib.ins {
+		if in.receipt {
+			n++
+		}
+	}
+	return n
+}
+
+func (ib *inboundBatch) reset() {
+	clear(ib.ins)
+	clear(ib.rs)
+	ib.ins, ib.status, ib.rs, ib.at, ib.mos = ib.ins[:0], ib.status[:0], ib.rs[:0], ib.at[:0], ib.mos[:0]
+}
+
+// handleInbound handles the deliver_sm in ib.ins and fills ib.status. With
+// a ReceiptBatchHandler the receipts among them go to it in one call, then
+// the MOs one by one; without, each deliver_sm is handled on its own.
+func (p *Pool) handleInbound(ctx context.Context, b *bind, ib *inboundBatch) {
+	ib.status = ib.status[:len(ib.ins)]
+	if p.batch == nil {
+		for i, in := range ib.ins {
+			ib.status[i] = p.inbound(ctx, b, in)
+		}
+		return
+	}
+	now := time.Now()
+	for i, in := range ib.ins {
+		if !in.receipt {
+			ib.mos = append(ib.mos, i)
+			continue
+		}
+		r, ok := p.receipt(b, in, now)
+		if !ok {
+			ib.status[i] = StatusOK
+			continue
+		}
+		ib.rs = append(ib.rs, r)
+		ib.at = append(ib.at, i)
+	}
+	if len(ib.rs) > 0 {
+		p.receiptBatch(ctx, b, ib)
+	}
+	for _, i := range ib.mos {
+		ib.status[i] = p.inbound(ctx, b, ib.ins[i])
+	}
+}
+
+// receiptBatch passes ib.rs to the batch handler and sets the status of
+// each receipt's deliver_sm.
+func (p *Pool) receiptBatch(ctx context.Context, b *bind, ib *inboundBatch) {
+	hctx, cancel := context.WithTimeout(ctx, b.cfg.ResponseTimeout)
+	errs := p.batch.HandleReceipts(hctx, ib.rs)
+	cancel()
+	if len(errs) != len(ib.rs) {
+		b.log.Error("smpp receipt batch handler returned a result count unlike the receipt count, ESME_RX_T_APPN sent for the batch",
+			"receipts", len(ib.rs), "results", len(errs))
+		for _, i := range ib.at {
+			ib.status[i] = StatusXTAppn
+		}
+		return
+	}
+	failed := 0
+	var first error
+	for j, err := range errs {
+		i := ib.at[j]
+		if err != nil {
+			if failed == 0 {
+				first = err
+			}
+			failed++
+			ib.status[i] = StatusXTAppn
+			continue
+		}
+		ib.status[i] = StatusOK
+		p.m.receipts.WithLabelValues(p.carrier, receiptStateLabel(ib.rs[j].State)).Inc()
+	}
+	if failed > 0 {
+		b.log.Warn("smpp receipt handler failed, ESME_RX_T_APPN sent", "err", first, "failed", failed, "batch", len(ib.rs))
+	}
+}
+
+// receipt decodes the receipt in a deliver_sm; ok is false (and the
+// deliver_sm should be acknowledged and dropped) when it has no message id.
+func (p *Pool) receipt(b *bind, in inboundPDU, now time.Time) (Receipt, bool) {
+	r, ok := decodeReceipt(in, now)
+	if !ok {
+		b.log.Warn("smpp receipt without a message id, acknowledged and dropped")
+		return r, false
+	}
+	r.Carrier, r.Bind = p.carrier, b.name
+	return r, true
+}
+
 // inbound handles one deliver_sm and returns the deliver_sm_resp status.
 func (p *Pool) inbound(ctx context.Context, b *bind, in inboundPDU) uint32 {
 	now := time.Now()
 	hctx, cancel := context.WithTimeout(ctx, b.cfg.ResponseTimeout)
 	defer cancel()
-	if isReceipt(in) {
-		r, ok := decodeReceipt(in, now)
+	if in.receipt {
+		r, ok := p.receipt(b, in, now)
 		if !ok {
-			b.log.Warn("smpp receipt without a message id, acknowledged and dropped")
 			return StatusOK
 		}
-		r.Carrier, r.Bind = p.carrier, b.name
 		if err := p.handler.HandleReceipt(hctx, r); err != nil {
 			b.log.Warn("smpp receipt handler failed, ESME_RX_T_APPN sent", "err", err)
 			return StatusXTAppn

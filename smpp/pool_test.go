@@ -29,6 +29,20 @@ type recorder struct {
 	mos       []MO
 	failFirst atomic.Int32
 	calls     atomic.Int32
+	gate      chan struct{} // when set, handling waits until it is closed
+}
+
+// wait holds a receipt or MO until the gate opens (or the handler's deadline).
+func (r *recorder) wait(ctx context.Context) error {
+	if r.gate == nil {
+		return nil
+	}
+	select {
+	case <-r.gate:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (r *recorder) fail() error {
@@ -39,7 +53,10 @@ func (r *recorder) fail() error {
 	return nil
 }
 
-func (r *recorder) HandleReceipt(_ context.Context, rc Receipt) error {
+func (r *recorder) HandleReceipt(ctx context.Context, rc Receipt) error {
+	if err := r.wait(ctx); err != nil {
+		return err
+	}
 	if err := r.fail(); err != nil {
 		return err
 	}
@@ -49,7 +66,10 @@ func (r *recorder) HandleReceipt(_ context.Context, rc Receipt) error {
 	return nil
 }
 
-func (r *recorder) HandleMO(_ context.Context, m MO) error {
+func (r *recorder) HandleMO(ctx context.Context, m MO) error {
+	if err := r.wait(ctx); err != nil {
+		return err
+	}
 	if err := r.fail(); err != nil {
 		return err
 	}
@@ -100,9 +120,19 @@ type testPool struct {
 
 func newTestPool(t testing.TB, c config.Carrier) *testPool {
 	t.Helper()
+	return newPoolWith(t, c, &recorder{}, nil)
+}
+
+// newPoolWith starts a pool whose Handler is h, or bh (which wraps h) when
+// bh is not nil.
+func newPoolWith(t testing.TB, c config.Carrier, h *recorder, bh Handler) *testPool {
+	t.Helper()
 	reg := prometheus.NewRegistry()
-	h := &recorder{}
-	p, err := NewPool(PoolOptions{Carrier: c, Handler: h, Registerer: reg, ReassemblyTimeout: 300 * time.Millisecond})
+	var handler Handler = h
+	if bh != nil {
+		handler = bh
+	}
+	p, err := NewPool(PoolOptions{Carrier: c, Handler: handler, Registerer: reg, ReassemblyTimeout: 300 * time.Millisecond})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

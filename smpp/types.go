@@ -74,6 +74,22 @@ type Handler interface {
 	HandleMO(ctx context.Context, m MO) error
 }
 
+// ReceiptBatchHandler is optionally implemented by a Handler to take
+// receipts several at a time: when it is, the receipts waiting on a
+// connection (up to MaxReceiptBatch, whatever is queued at that moment; no
+// waiting to fill a batch) are passed in one call instead of one
+// HandleReceipt each. The result has one entry per receipt, in order: nil
+// answers that receipt's deliver_sm ESME_ROK, an error ESME_RX_T_APPN (the
+// carrier delivers it again). A result of another length fails the whole
+// batch. Each deliver_sm_resp is sent after the call returns. rs is reused
+// afterwards: do not keep it.
+type ReceiptBatchHandler interface {
+	HandleReceipts(ctx context.Context, rs []Receipt) []error
+}
+
+// MaxReceiptBatch is the most receipts passed in one HandleReceipts call.
+const MaxReceiptBatch = 64
+
 // Receipt is a delivery receipt for one submitted segment.
 type Receipt struct {
 	CarrierMessageID string    // as the carrier sent it (trailing NUL stripped, trimmed); compare via NormalizeID
