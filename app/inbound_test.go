@@ -629,7 +629,8 @@ func TestInboundMOStorageFailure(t *testing.T) {
 	rs.Start()
 	r := d.waitReceived(from, 2)
 	require.Equal(t, "while redis is down", r.Text)
-	require.GreaterOrEqual(t, d.sim.DeliveredCount(), 2)
+	// The deliver_sm_resp follows the stored event; it may arrive a moment later.
+	require.Eventually(t, func() bool { return d.sim.DeliveredCount() >= 2 }, waitFor, tick, "redelivered MO acknowledged")
 }
 
 // With the receiver down and the daemon restarted meanwhile, every event
