@@ -61,6 +61,7 @@ type leaser struct {
 	free      map[bindRef]int       // consecutive rounds a bind was seen free
 	applied   *config.Config        // configuration the pools were last updated for
 	steady    time.Time             // no handing over for balance before this
+	lastLive  int                   // live daemons at the last successful heartbeat
 
 	view atomic.Pointer[map[bindRef]bool] // binds the pools may open
 
@@ -80,6 +81,18 @@ func (r bindRef) String() string { return r.carrier + "/" + r.bind }
 var (
 	renewScript = redis.NewScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0`)
+	// keepScript renews a held lease, or takes it again when it lapsed
+	// and nobody took it (e.g. Redis restarted while this daemon kept its
+	// bind): 1 when this daemon holds it afterwards, 0 when another does.
+	keepScript = redis.NewScript(`local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+if not v then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
 end
 return 0`)
 	releaseScript = redis.NewScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -229,6 +242,7 @@ func (l *leaser) round(ctx context.Context) {
 	if err != nil {
 		l.log.Warn("bind lease heartbeat failed", "err", err)
 	} else {
+		l.lastLive = live
 		changed = l.acquire(ctx, all, live) || changed
 	}
 	if changed || cfg != l.applied {
@@ -237,10 +251,12 @@ func (l *leaser) round(ctx context.Context) {
 	}
 }
 
-// renew extends every lease held or being released. A lease found taken or
-// gone is dropped at once; one that cannot be renewed (Redis unreachable) is
-// dropped a third of a ttl before it would lapse in Redis, so the bind is
-// closed before another daemon can take it over.
+// renew extends every lease held or being released. A lease found taken by
+// another daemon is dropped at once (one that lapsed untaken is taken again);
+// one that cannot be renewed (Redis unreachable) is dropped a third of a ttl
+// before it would lapse in Redis, so the bind is closed before another daemon
+// can take it over — unless no other daemon was alive at the last heartbeat,
+// in which case the bind stays open through the outage.
 func (l *leaser) renew(ctx context.Context, cfg *config.Config, all []bindRef) bool {
 	changed := false
 	configuredNow := make(map[bindRef]bool, len(all))
@@ -271,7 +287,7 @@ func (l *leaser) renew(ctx context.Context, cfg *config.Config, all []bindRef) b
 			continue
 		}
 		sent := time.Now()
-		n, err := renewScript.Run(ctx, l.rdb, []string{l.key(r)}, l.holder, l.ttl.Milliseconds()).Int()
+		n, err := keepScript.Run(ctx, l.rdb, []string{l.key(r)}, l.holder, l.ttl.Milliseconds()).Int()
 		switch {
 		case err == nil && n == 1:
 			l.held[r] = sent.Add(l.ttl)
@@ -280,6 +296,12 @@ func (l *leaser) renew(ctx context.Context, cfg *config.Config, all []bindRef) b
 			delete(l.held, r)
 			l.changes.WithLabelValues("lost").Inc()
 			changed = true
+		case time.Now().After(exp.Add(-l.ttl/3)) && l.lastLive <= 1:
+			// No other daemon was alive at the last heartbeat, so none can
+			// take the bind over: keep it open through the Redis outage, so
+			// the carrier is answered (ESME_RX_T_APPN) rather than unbound,
+			// and take the lease again when Redis is back.
+			l.log.Warn("bind lease cannot be renewed (Redis unreachable); keeping the bind since no other daemon is alive", "bind", r.String(), "err", err)
 		case time.Now().After(exp.Add(-l.ttl / 3)):
 			l.log.Warn("bind lease cannot be renewed and is about to lapse; closing the bind", "bind", r.String(), "err", err)
 			delete(l.held, r)

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -108,4 +109,45 @@ func bindNames(c config.Carrier) []string {
 		out = append(out, b.Name)
 	}
 	return out
+}
+
+// Redis goes away: a daemon that was alone keeps its binds (nobody can take
+// them over) and holds the leases again once Redis is back; a daemon that
+// had company closes its binds before its leases could lapse.
+func TestBindLeasesThroughRedisOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a private redis-server")
+	}
+	for _, alone := range []bool{true, false} {
+		t.Run(fmt.Sprintf("alone=%v", alone), func(t *testing.T) {
+			rs := testharness.StartRedisServer(t)
+			rdb := redis.NewClient(&redis.Options{Addr: rs.Addr(), MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
+			t.Cleanup(func() { _ = rdb.Close() })
+			const ttl = 300 * time.Millisecond
+			cfg := leaseConfig(1) // 2 binds
+			l := newLeaser(leaseApp(cfg), rdb, "sg:", ttl, prometheus.NewRegistry())
+			t.Cleanup(func() { _ = l.stop(context.Background()) })
+			if !alone {
+				// Another daemon's heartbeat, fresh enough to count as alive.
+				require.NoError(t, rdb.ZAdd(context.Background(), "sg:daemons", redis.Z{Score: float64(time.Now().Add(time.Hour).UnixMilli()), Member: "other"}).Err())
+			}
+			l.start()
+			require.Eventually(t, func() bool { return len(*l.view.Load()) >= 1 }, 2*time.Second, 10*time.Millisecond)
+			held := len(*l.view.Load())
+
+			rs.Stop()
+			time.Sleep(4 * ttl)
+			if alone {
+				require.Len(t, *l.view.Load(), held, "kept through the outage")
+				rs.Start()
+				require.Eventually(t, func() bool {
+					n, err := rdb.Exists(context.Background(), l.key(bindRef{carrier: "sim", bind: "sim-0"})).Result()
+					return err == nil && n == 1
+				}, 5*time.Second, 20*time.Millisecond, "lease taken again after the outage")
+				require.Len(t, *l.view.Load(), held)
+			} else {
+				require.Empty(t, *l.view.Load(), "closed before another daemon could take over")
+			}
+		})
+	}
 }
