@@ -175,7 +175,7 @@ const minIdle = 5 * time.Millisecond
 
 func (d *Dispatcher) newReader(ctx context.Context) *streamReader {
 	r := &streamReader{d: d, idle: minIdle, stop: make(chan struct{}), stopped: make(chan struct{})}
-	if c, ok := d.rdb.(*redis.Client); ok {
+	if c, ok := d.rdb.(*redis.Client); ok && supportsClientID(ctx, c) {
 		r.single = c
 		r.args = streamArgs(d.opts.Streams)
 		go r.unblocker(ctx)
@@ -199,6 +199,15 @@ func (d *Dispatcher) newReader(ctx context.Context) *streamReader {
 		r.groups = append(r.groups, bySlot[k])
 	}
 	return r
+}
+
+// supportsClientID reports whether the server knows CLIENT ID (and so CLIENT
+// UNBLOCK), which the blocking read needs for a prompt shutdown. The embedded
+// store (miniredis) does not: there the reader polls like on a cluster. Any
+// other error (Redis down at start) counts as supported; the read retries.
+func supportsClientID(ctx context.Context, c *redis.Client) bool {
+	err := c.ClientID(ctx).Err()
+	return err == nil || !strings.Contains(strings.ToLower(err.Error()), "unknown")
 }
 
 // streamArgs returns the STREAMS arguments: every key, then ">" for each.

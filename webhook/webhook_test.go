@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
@@ -744,4 +745,22 @@ func TestDeletedStreamRecovers(t *testing.T) {
 	addEvent(t, c, streams[1], "evt_new_stream", "acme")
 	require.Eventually(t, func() bool { return s.delivered()["evt_after"] && s.delivered()["evt_new_stream"] },
 		5*time.Second, 10*time.Millisecond)
+}
+
+// The embedded store (miniredis, `make run`) knows no CLIENT ID: the reader
+// polls there instead of blocking, and events are still delivered.
+func TestEmbeddedStoreDelivers(t *testing.T) {
+	m := miniredis.RunT(t)
+	c := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	t.Cleanup(func() { _ = c.Close() })
+	require.Error(t, c.ClientID(context.Background()).Err(), "miniredis still lacks CLIENT ID; this test guards the fallback")
+	s := newSink(t, "sec")
+	r := &orgs{m: map[string]Endpoint{"acme": {URL: s.srv.URL, Secret: "sec"}}}
+	streams := []string{"sg:{b0}:events", "sg:{b1}:events"}
+	_, stop := start(t, fastOptions(c, "sg:", r, streams...))
+	defer stop()
+	for i, st := range streams {
+		addEvent(t, c, st, fmt.Sprintf("evt_%d", i), "acme")
+	}
+	require.Eventually(t, func() bool { return len(s.delivered()) == 2 }, 5*time.Second, 10*time.Millisecond)
 }
