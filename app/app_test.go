@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -350,4 +351,83 @@ func TestPprofOnlyWhenEnabled(t *testing.T) {
 			require.Equal(t, want, resp.StatusCode)
 		})
 	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// The newcomer path (make run): embedded store, embedded simulator, the
+// webhook pointed at the built-in dev sink. A message goes out and its
+// receipt shows up at /dev/events.
+func TestNewcomerPathEmbeddedStoreAndSimulator(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	example, err := os.ReadFile("../smsgate.example.toml")
+	require.NoError(t, err)
+	httpPort, metricsPort, simPort := freePort(t), freePort(t), freePort(t)
+	text := strings.NewReplacer(
+		"127.0.0.1:8080", fmt.Sprintf("127.0.0.1:%d", httpPort),
+		"127.0.0.1:9090", fmt.Sprintf("127.0.0.1:%d", metricsPort),
+		"127.0.0.1:2775", fmt.Sprintf("127.0.0.1:%d", simPort),
+		"port = 2775", fmt.Sprintf("port = %d", simPort),
+	).Replace(string(example))
+	require.Contains(t, text, `addr = ""`, "the example uses the embedded store")
+	path := filepath.Join(t.TempDir(), "smsgate.toml")
+	require.NoError(t, os.WriteFile(path, []byte(text), 0o600))
+
+	a, err := New(Options{ConfigPath: path, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	a.Start()
+	t.Cleanup(func() { _ = a.Stop() })
+	api := "http://" + a.APIAddr()
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(api + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 10*time.Second, 20*time.Millisecond)
+
+	req, err := http.NewRequest("POST", api+"/v1/messages", strings.NewReader(`{"from":"+15550001111","to":"+15557654321","text":"Hello from smsgate"}`))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer dev-key-acme")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	var acc accepted
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&acc))
+	resp.Body.Close()
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(api + "/dev/events")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var evs []struct {
+			Body struct {
+				Type string `json:"type"`
+				Data struct {
+					ID     string `json:"id"`
+					Status string `json:"status"`
+				} `json:"data"`
+			} `json:"body"`
+		}
+		if json.NewDecoder(resp.Body).Decode(&evs) != nil {
+			return false
+		}
+		for _, e := range evs {
+			if e.Body.Data.ID == acc.ID && e.Body.Data.Status == "delivered" {
+				return true
+			}
+		}
+		return false
+	}, 15*time.Second, 50*time.Millisecond, "the receipt shows up at /dev/events")
 }
