@@ -418,6 +418,11 @@ func (b *bind) submit(ctx context.Context, frames [][]byte) Result {
 			agg.add(Temporary, 0, ErrNotBound)
 			break
 		}
+		if s.tx.suspect.Load() {
+			b.release()
+			agg.add(Temporary, 0, fmt.Errorf("%w: a submit_sm went unanswered; waiting for enquire_link_resp before sending more", ErrNotSent))
+			break
+		}
 		r := getRequest(kindSubmit, b)
 		if err := s.tx.send(r, f, b.cfg.ResponseTimeout); err != nil {
 			putRequest(r)

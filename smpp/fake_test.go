@@ -363,3 +363,32 @@ func selfSigned(t *testing.T, dir string) (tls.Certificate, string) {
 	require.NoError(t, os.WriteFile(caFile, certPEM, 0o600))
 	return cert, caFile
 }
+
+// After a submit_sm goes unanswered the link is suspect: nothing more is
+// written until an enquire_link_resp proves it alive, so a blackholed link
+// does not swallow a new window of messages (each a possible duplicate).
+func TestSuspectLinkSendsNothingUntilProbed(t *testing.T) {
+	f := newFakeSMSC(t, nil)
+	p := fakePool(t, f, func(b *config.Bind) {
+		b.EnquireLink = time.Hour // only the probe sends enquire_link
+		b.ResponseTimeout = 100 * time.Millisecond
+	})
+	f.blackhole.Store(true)
+	require.Equal(t, Unknown, p.Submit(context.Background(), sub("x")).Outcome)
+	res := p.Submit(context.Background(), sub("y"))
+	require.Equal(t, Temporary, res.Outcome)
+	require.ErrorIs(t, res.Err, ErrNotSent)
+	submits := 0
+	for _, h := range f.headers() {
+		if h.CommandID == data.SUBMIT_SM {
+			submits++
+		}
+	}
+	require.Equal(t, 1, submits, "the second message was not written to the silent link")
+
+	// The SMSC answers again: the probe's response clears the suspicion.
+	f.blackhole.Store(false)
+	waitFor(t, 2*time.Second, "link usable again or replaced", func() bool {
+		return p.Submit(context.Background(), sub("z")).Outcome == OK
+	})
+}

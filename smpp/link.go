@@ -100,6 +100,12 @@ type link struct {
 	inbound chan inboundPDU
 	seq     atomic.Uint32
 	bound   atomic.Bool
+	// suspect is set when a submit_sm went unanswered: until an
+	// enquire_link_resp proves the link alive (or its absence kills it), no
+	// new submit_sm is written, so a blackholed link does not swallow a
+	// whole new window of messages that would all be sent again.
+	suspect atomic.Bool
+	probing atomic.Bool // an enquire_link probe is in flight
 
 	mu       sync.Mutex
 	inflight map[uint32]*request
@@ -410,6 +416,8 @@ func (l *link) response(h pdu.Header, frame []byte) {
 		}
 	}
 	if r.kind == kindEnquire {
+		l.suspect.Store(false)
+		l.probing.Store(false)
 		putRequest(r) // nobody waits for enquire_link
 		return
 	}
@@ -434,7 +442,8 @@ func (l *link) keeper() {
 			if l.sweep(now) {
 				return
 			}
-			if l.bound.Load() && now.Sub(lastEnquire) >= cfg.EnquireLink {
+			probe := l.suspect.Load() && l.probing.CompareAndSwap(false, true)
+			if l.bound.Load() && (probe || now.Sub(lastEnquire) >= cfg.EnquireLink) {
 				lastEnquire = now
 				r := getRequest(kindEnquire, nil)
 				el := pdu.NewEnquireLink()
@@ -463,6 +472,9 @@ func (l *link) sweep(now time.Time) bool {
 			dead = true
 			putRequest(r)
 			continue
+		}
+		if r.kind == kindSubmit {
+			l.suspect.Store(true)
 		}
 		r.finish(0, "", ErrTimeout)
 	}
