@@ -16,9 +16,12 @@ build:
 run:
 	$(GO) run ./cmd/smsgate -config smsgate.example.toml
 
-## test: everything, race detector on (integration tests need Redis on 127.0.0.1:6379)
+## test: everything, race detector on (integration tests need Redis on 127.0.0.1:6379).
+## One package at a time (-p 1): the rate and timing checks of the queue, SMPP and
+## daemon tests measure real scheduling, and on 2 cores two packages' integration
+## tests running at once starve each other.
 test:
-	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(GO) test -race -count=1 -p 1 -timeout 30m $(PKGS)
 
 test-short:
 	$(GO) test -count=1 -short $(PKGS)
