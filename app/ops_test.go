@@ -278,13 +278,31 @@ func FuzzIDTime(f *testing.F) {
 }
 
 func TestQueueStatsFromStore(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs Redis")
-	}
+	t.Run("redis", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("needs Redis")
+		}
+		rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+		t.Cleanup(func() { _ = rdb.Close() })
+		testQueueStatsFromStore(t, rdb, testharness.RedisPrefix(t))
+	})
+	t.Run("cluster", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("starts a Redis Cluster")
+		}
+		// Buckets live on different masters: every bucket is read on its own.
+		testQueueStatsFromStore(t, testharness.StartCluster(t, 3, 0).Client(), "smsgate:")
+	})
+	t.Run("embedded", func(t *testing.T) {
+		rdb, stop, err := queue.NewEmbedded()
+		require.NoError(t, err)
+		t.Cleanup(stop)
+		testQueueStatsFromStore(t, rdb, "smsgate:")
+	})
+}
+
+func testQueueStatsFromStore(t *testing.T, rdb redis.UniversalClient, prefix string) {
 	ctx := context.Background()
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
-	t.Cleanup(func() { _ = rdb.Close() })
-	prefix := testharness.RedisPrefix(t)
 	q, err := queue.New(queue.Options{Client: rdb, Prefix: prefix, Buckets: 8})
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
@@ -303,10 +321,30 @@ func TestQueueStatsFromStore(t *testing.T) {
 			require.NoError(t, err)
 		}
 	}
+	// claim leases one message; a sender just queued may look due to Claim's
+	// clock estimate only a moment later.
+	claim := func() []queue.Claimed {
+		var got []queue.Claimed
+		require.Eventually(t, func() bool {
+			c, err := q.Claim(ctx, 1)
+			require.NoError(t, err)
+			got = c
+			return len(c) > 0
+		}, 5*time.Second, 5*time.Millisecond)
+		require.Len(t, got, 1)
+		return got
+	}
 	enqueue("+15550001111", 3)
-	claimed, err := q.Claim(ctx, 1) // one leased: not in the depth
-	require.NoError(t, err)
-	require.Len(t, claimed, 1)
+	claimed := claim() // one leased: not in the depth
+	require.Equal(t, "+15550001111", claimed[0].Msg.From)
+	// Its window is full, so it left ready: its two queued messages are found
+	// through the leased one.
+	ready := fmt.Sprintf("%s{b%d}:ready", prefix, q.Bucket("+15550001111"))
+	require.ErrorIs(t, rdb.ZScore(ctx, ready, "+15550001111").Err(), redis.Nil)
+	// A sender whose only message is leased has nothing queued.
+	enqueue("+15550003333", 1)
+	only := claim()
+	require.Equal(t, "+15550003333", only[0].Msg.From)
 	time.Sleep(20 * time.Millisecond)
 	enqueue("+15550002222", 5)
 
@@ -314,7 +352,7 @@ func TestQueueStatsFromStore(t *testing.T) {
 	snap := s.Snapshot()
 	require.EqualValues(t, 7, snap.Depth)
 	require.Equal(t, 2, snap.Senders)
-	require.EqualValues(t, 1, snap.Leased)
+	require.EqualValues(t, 2, snap.Leased)
 	require.Len(t, snap.Top, 2)
 	require.Equal(t, "+15550002222", snap.Top[0].From)
 	require.EqualValues(t, 5, snap.Top[0].Depth)
@@ -335,12 +373,56 @@ func TestQueueStatsFromStore(t *testing.T) {
 	}
 	require.Equal(t, 7.0, vals["smsgate_queue_depth_messages"])
 	require.Equal(t, 2.0, vals["smsgate_queue_senders_waiting"])
-	require.Equal(t, 1.0, vals["smsgate_queue_leased_messages"])
+	require.Equal(t, 2.0, vals["smsgate_queue_leased_messages"])
+
+	// Settling the leases puts the first sender back in ready; nothing
+	// queued changes, the third sender stays out.
+	require.NoError(t, q.Ack(ctx, claimed[0], []string{"c1"}))
+	require.NoError(t, q.Ack(ctx, only[0], []string{"c2"}))
+	require.NoError(t, rdb.ZScore(ctx, ready, "+15550001111").Err())
+	require.NoError(t, s.refresh(ctx))
+	again := s.Snapshot()
+	require.EqualValues(t, 7, again.Depth)
+	require.Equal(t, 2, again.Senders)
+	require.Zero(t, again.Leased)
+	require.Equal(t, snap.Top, again.Top)
+	require.Equal(t, snap.OldestCreatedAt, again.OldestCreatedAt)
 }
 
-func TestGlobEscape(t *testing.T) {
-	require.Equal(t, `a\*b\?\[c\]\\:`, globEscape(`a*b?[c]\:`))
-	require.Equal(t, "smsgate:", globEscape("smsgate:"))
+func TestParseBucketStats(t *testing.T) {
+	id := "msg_06h2js29gms74syahby67ekgpw01f"
+	at, ok := idTime(id)
+	require.True(t, ok)
+	for _, tc := range []struct {
+		name    string
+		val     any
+		leased  int64
+		queues  []SenderQueue
+		wantErr string
+	}{
+		{name: "empty bucket", val: []any{int64(0)}},
+		{name: "leased only", val: []any{int64(3)}, leased: 3},
+		{name: "senders", val: []any{int64(1), "+15550001111", int64(2), id, "+15550002222", int64(1), ""}, leased: 1,
+			queues: []SenderQueue{{From: "+15550001111", Depth: 2, OldestCreatedAt: at}, {From: "+15550002222", Depth: 1}}},
+		{name: "no values", val: []any{}, wantErr: "0 values"},
+		{name: "truncated", val: []any{int64(0), "+15550001111", int64(2)}, wantErr: "3 values"},
+		{name: "bad leased", val: []any{"x"}, wantErr: "leased count"},
+		{name: "bad entry", val: []any{int64(0), "+15550001111", "2", id}, wantErr: "sender entry"},
+		{name: "not an array", val: int64(1), wantErr: "redis: unexpected type"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := redis.NewCmd(context.Background())
+			c.SetVal(tc.val)
+			leased, queues, err := parseBucketStats(c)
+			if tc.wantErr != "" {
+				require.ErrorContains(t, err, tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.leased, leased)
+			require.Equal(t, tc.queues, queues)
+		})
+	}
 }
 
 // requiredFamilies are the metric families issue 7 asks for; a scrape of a

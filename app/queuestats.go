@@ -18,8 +18,9 @@ import (
 )
 
 // DefaultQueueStatsInterval is how often the queue totals are recomputed.
-// They come from a SCAN of the store, so they are refreshed on a timer and
-// never per scrape.
+// They are read from the per-bucket ready and inflight sets and the queues of
+// the senders found there, so they are refreshed on a timer and never per
+// scrape.
 const DefaultQueueStatsInterval = 15 * time.Second
 
 // queueStatsTopN is how many of the deepest sender queues QueueStats keeps.
@@ -53,11 +54,14 @@ type QueueStats struct {
 }
 
 // queueStats computes QueueStats from the documented key layout of package
-// queue (queue/doc.go): base = "<prefix>{b<N>}:", a LIST base+"q:"+from per
-// sender holding message ids FIFO (head = oldest), a ZSET base+"inflight"
-// of leased ids. A message id carries its creation time in milliseconds in
-// the first 48 bits of its 26 base-32 characters (message.NewID) followed by
-// three characters naming the bucket (queue.NewMessageID).
+// queue (queue/doc.go): base = "<prefix>{b<N>}:", a ZSET base+"ready" of
+// the senders with queued messages and room in their in-flight window, a
+// ZSET base+"inflight" of leased ids, a HASH base+"m:"+id per message whose
+// field "from" is its sender, a LIST base+"q:"+from per sender holding
+// message ids FIFO (head = oldest). A message id carries its creation time
+// in milliseconds in the first 48 bits of its 26 base-32 characters
+// (message.NewID) followed by three characters naming the bucket
+// (queue.NewMessageID). See bucketStatsScript for how it is read.
 type queueStats struct {
 	rdb     redis.UniversalClient
 	prefix  string
@@ -105,7 +109,7 @@ func newQueueStats(rdb redis.UniversalClient, prefix string, buckets int, log *s
 	})
 	s.duration = f.NewHistogram(prometheus.HistogramOpts{
 		Name:    "smsgate_queue_stats_refresh_duration_seconds",
-		Help:    "Time one refresh of the queue depth statistics took (a SCAN of the store).",
+		Help:    "Time one refresh of the queue depth statistics took (reads of the ready and inflight sets and of the active senders' queues).",
 		Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
 	})
 	return s
@@ -153,41 +157,33 @@ func (s *queueStats) run(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// refresh computes a new snapshot.
+// refresh computes a new snapshot. Its cost is O(buckets + senders with
+// queued or leased messages + leased messages), independent of how many
+// messages are queued: it never scans the keyspace.
 func (s *queueStats) refresh(ctx context.Context) error {
 	start := time.Now()
-	keys, err := s.scanQueues(ctx)
-	if err != nil {
-		return err
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, s.buckets)
+	for b := range s.buckets {
+		base := fmt.Sprintf("%s{b%d}:", s.prefix, b)
+		cmds[b] = pipe.Eval(ctx, bucketStatsScript, []string{base + "ready", base + "inflight"}, base)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("queue stats: read buckets: %w", err)
 	}
 	snap := QueueStats{At: s.now().UTC()}
-	const batch = 500
 	var all []SenderQueue
-	for i := 0; i < len(keys); i += batch {
-		part := keys[i:min(i+batch, len(keys))]
-		pipe := s.rdb.Pipeline()
-		lens := make([]*redis.IntCmd, len(part))
-		heads := make([]*redis.StringCmd, len(part))
-		for j, k := range part {
-			lens[j] = pipe.LLen(ctx, k)
-			heads[j] = pipe.LIndex(ctx, k, 0)
+	for b, c := range cmds {
+		leased, queues, err := parseBucketStats(c)
+		if err != nil {
+			return fmt.Errorf("queue stats: bucket %d: %w", b, err)
 		}
-		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
-			return fmt.Errorf("queue stats: read queues: %w", err)
-		}
-		for j, k := range part {
-			n := lens[j].Val()
-			if n == 0 {
-				continue // emptied since the scan
+		snap.Leased += leased
+		for _, sq := range queues {
+			if !sq.OldestCreatedAt.IsZero() && (snap.OldestCreatedAt.IsZero() || sq.OldestCreatedAt.Before(snap.OldestCreatedAt)) {
+				snap.OldestCreatedAt = sq.OldestCreatedAt
 			}
-			sq := SenderQueue{From: k[strings.LastIndex(k, ":q:")+3:], Depth: n}
-			if t, ok := idTime(heads[j].Val()); ok {
-				sq.OldestCreatedAt = t
-				if snap.OldestCreatedAt.IsZero() || t.Before(snap.OldestCreatedAt) {
-					snap.OldestCreatedAt = t
-				}
-			}
-			snap.Depth += n
+			snap.Depth += sq.Depth
 			all = append(all, sq)
 		}
 	}
@@ -196,18 +192,6 @@ func (s *queueStats) refresh(ctx context.Context) error {
 		return cmp.Or(cmp.Compare(b.Depth, a.Depth), strings.Compare(a.From, b.From))
 	})
 	snap.Top = all[:min(len(all), queueStatsTopN)]
-
-	pipe := s.rdb.Pipeline()
-	cards := make([]*redis.IntCmd, s.buckets)
-	for b := range s.buckets {
-		cards[b] = pipe.ZCard(ctx, fmt.Sprintf("%s{b%d}:inflight", s.prefix, b))
-	}
-	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
-		return fmt.Errorf("queue stats: read leases: %w", err)
-	}
-	for _, c := range cards {
-		snap.Leased += c.Val()
-	}
 
 	s.mu.Lock()
 	s.snap = snap
@@ -220,46 +204,68 @@ func (s *queueStats) refresh(ctx context.Context) error {
 	return nil
 }
 
-// scanQueues lists the per-sender queue keys, on every master of a cluster.
-func (s *queueStats) scanQueues(ctx context.Context) ([]string, error) {
-	pattern := globEscape(s.prefix) + "{b*}:q:*"
-	scan := func(ctx context.Context, c redis.Cmdable) ([]string, error) {
-		var out []string
-		it := c.Scan(ctx, 0, pattern, 1000).Iterator()
-		for it.Next(ctx) {
-			out = append(out, it.Val())
-		}
-		if err := it.Err(); err != nil {
-			return nil, fmt.Errorf("queue stats: scan: %w", err)
-		}
-		return out, nil
-	}
-	cc, ok := s.rdb.(*redis.ClusterClient)
-	if !ok {
-		return scan(ctx, s.rdb)
-	}
-	var mu sync.Mutex
-	var keys []string
-	err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
-		k, err := scan(ctx, c)
-		mu.Lock()
-		keys = append(keys, k...)
-		mu.Unlock()
-		return err
-	})
-	return keys, err
-}
+// bucketStatsScript reads one bucket atomically (all its keys share the
+// bucket's slot). A sender with queued messages is in ready unless its
+// in-flight window is full, and then it has a leased message in inflight
+// whose record names it (field "from"); so the senders of ready and of the
+// leased messages are every sender that may have queued messages. For each,
+// once, it returns the queue length and head id. KEYS[1] ready, KEYS[2]
+// inflight, ARGV[1] the bucket's key base. Reply: {leased, from, length,
+// head, from, length, head, ...}, senders with an empty queue left out.
+// Cost: O(senders in ready + leased messages) per bucket.
+const bucketStatsScript = `
+local base = ARGV[1]
+local ids = redis.call('ZRANGE', KEYS[2], 0, -1)
+local senders = redis.call('ZRANGE', KEYS[1], 0, -1)
+for _, id in ipairs(ids) do
+  local from = redis.call('HGET', base .. 'm:' .. id, 'from')
+  if from then senders[#senders + 1] = from end
+end
+local out = {#ids}
+local seen = {}
+for _, from in ipairs(senders) do
+  if not seen[from] then
+    seen[from] = true
+    local q = base .. 'q:' .. from
+    local n = redis.call('LLEN', q)
+    if n > 0 then
+      out[#out + 1] = from
+      out[#out + 1] = n
+      out[#out + 1] = redis.call('LINDEX', q, 0) or ''
+    end
+  end
+end
+return out
+`
 
-// globEscape escapes the Redis glob metacharacters of a literal prefix.
-func globEscape(s string) string {
-	var sb strings.Builder
-	for _, r := range s {
-		if strings.ContainsRune(`*?[]\`, r) {
-			sb.WriteByte('\\')
-		}
-		sb.WriteRune(r)
+// parseBucketStats decodes the reply of bucketStatsScript.
+func parseBucketStats(c *redis.Cmd) (int64, []SenderQueue, error) {
+	vals, err := c.Slice()
+	if err != nil {
+		return 0, nil, err
 	}
-	return sb.String()
+	if len(vals) == 0 || (len(vals)-1)%3 != 0 {
+		return 0, nil, fmt.Errorf("unexpected reply of %d values", len(vals))
+	}
+	leased, ok := vals[0].(int64)
+	if !ok {
+		return 0, nil, fmt.Errorf("unexpected leased count %T", vals[0])
+	}
+	var out []SenderQueue
+	for i := 1; i < len(vals); i += 3 {
+		from, ok1 := vals[i].(string)
+		n, ok2 := vals[i+1].(int64)
+		head, ok3 := vals[i+2].(string)
+		if !ok1 || !ok2 || !ok3 {
+			return 0, nil, fmt.Errorf("unexpected sender entry %T %T %T", vals[i], vals[i+1], vals[i+2])
+		}
+		sq := SenderQueue{From: from, Depth: n}
+		if t, ok := idTime(head); ok {
+			sq.OldestCreatedAt = t
+		}
+		out = append(out, sq)
+	}
+	return leased, out, nil
 }
 
 var idEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
