@@ -5,7 +5,7 @@ PKGS      := ./...
 FUZZTIME  ?= 5s
 BENCHTIME ?= 2s
 
-.PHONY: all build run test test-short test-faults bench bench-micro bench-e2e bench-quick lint fuzz clean
+.PHONY: all build run test test-short test-faults bench bench-micro bench-e2e bench-cluster bench-quick lint fuzz clean
 
 all: lint test
 
@@ -31,7 +31,7 @@ test-faults:
 	SMSGATE_FAULTS=1 $(GO) test -race -count=1 -timeout 30m -v ./testharness/faults/...
 
 ## bench: hot-path micro-benchmarks, then the end-to-end runs; figures in docs/BENCHMARKS.md
-bench: bench-micro bench-e2e
+bench: bench-micro bench-e2e bench-cluster
 
 bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
@@ -41,6 +41,10 @@ bench-micro:
 bench-e2e:
 	$(GO) run ./cmd/smsgate-bench
 	$(GO) run ./cmd/smsgate-bench -queue-only 1000000
+
+## bench-cluster: end-to-end runs with 1, 2 and 3 daemons on a 3-master Redis Cluster (~2 min)
+bench-cluster:
+	for d in 1 2 3; do $(GO) run ./cmd/smsgate-bench -quick -cluster -daemons $$d || exit 1; done
 
 ## bench-quick: a ~30 s end-to-end run for development
 bench-quick:

@@ -493,7 +493,10 @@ func (a *App) plan(cfg *config.Config) *router.Plan {
 
 func newRedis(c config.Redis) redis.UniversalClient {
 	if len(c.Cluster) > 0 {
-		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Cluster, Password: c.Password})
+		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Cluster, Password: c.Password,
+			// A killed master answers no MOVED: without a periodic reload the
+			// client keeps dialling it for the default 60 s after a failover.
+			ClusterStateReloadInterval: time.Second})
 	}
 	return redis.NewClient(&redis.Options{Addr: c.Addr, Password: c.Password, DB: c.DB})
 }

@@ -16,6 +16,7 @@ const (
 // daemonConfig is what the generated smsgate configuration needs to know.
 type daemonConfig struct {
 	HTTPPort, MetricsPort, RedisPort int
+	RedisCluster                     []string // seed addresses; replaces RedisPort when set
 	SinkURL                          string
 	SMSCHost                         string
 	SMSCPort                         int
@@ -41,7 +42,7 @@ listen = "127.0.0.1:%d"
 listen = "127.0.0.1:%d"
 
 [redis]
-addr = "127.0.0.1:%d"
+%s
 key_prefix = "bench:"
 
 [queue]
@@ -50,7 +51,7 @@ max_per_number = %d
 [webhook]
 url = %q
 secret = %q
-`, c.HTTPPort, c.MetricsPort, c.RedisPort, c.MaxPerNumber, c.SinkURL, benchSecret)
+`, c.HTTPPort, c.MetricsPort, redisTOML(c), c.MaxPerNumber, c.SinkURL, benchSecret)
 	if c.WebhookWorkers > 0 {
 		fmt.Fprintf(&b, "workers = %d\n", c.WebhookWorkers)
 	}
@@ -100,4 +101,16 @@ api_key_sha256 = [%q]
 `, n)
 	}
 	return b.String()
+}
+
+// redisTOML is the store line of [redis]: one server or a cluster's seeds.
+func redisTOML(c daemonConfig) string {
+	if len(c.RedisCluster) == 0 {
+		return fmt.Sprintf("addr = \"127.0.0.1:%d\"", c.RedisPort)
+	}
+	quoted := make([]string, len(c.RedisCluster))
+	for i, a := range c.RedisCluster {
+		quoted[i] = fmt.Sprintf("%q", a)
+	}
+	return "cluster = [" + strings.Join(quoted, ", ") + "]"
 }

@@ -81,21 +81,21 @@ type loadResult struct {
 // Accepted is the number of 202 answers.
 func (r loadResult) Accepted() int { return r.Statuses[http.StatusAccepted] }
 
-// generator sends POST /v1/messages.
+// generator sends POST /v1/messages, request i to urls[i mod len(urls)].
 type generator struct {
-	url         string
+	urls        []string
 	apiKey      string
 	concurrency int
 	rate        float64 // 0: closed loop
 	client      *http.Client
 }
 
-func newGenerator(url, apiKey string, concurrency int, rate float64) *generator {
+func newGenerator(urls []string, apiKey string, concurrency int, rate float64) *generator {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns = concurrency * 2
 	tr.MaxIdleConnsPerHost = concurrency * 2
 	tr.DisableCompression = true
-	return &generator{url: url, apiKey: apiKey, concurrency: concurrency, rate: rate,
+	return &generator{urls: urls, apiKey: apiKey, concurrency: concurrency, rate: rate,
 		client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
 }
 
@@ -130,7 +130,7 @@ func (g *generator) run(ctx context.Context, bodies [][]byte) loadResult {
 						}
 					}
 				}
-				code, err := g.post(ctx, bodies[i])
+				code, err := g.post(ctx, g.urls[i%len(g.urls)], bodies[i])
 				lat[i] = time.Since(t0)
 				status[i] = int32(code)
 				if err != nil {
@@ -161,8 +161,8 @@ func (g *generator) run(ctx context.Context, bodies [][]byte) loadResult {
 	return res
 }
 
-func (g *generator) post(ctx context.Context, body []byte) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.url, bytes.NewReader(body))
+func (g *generator) post(ctx context.Context, url string, body []byte) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, err
 	}

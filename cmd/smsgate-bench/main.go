@@ -5,12 +5,17 @@
 // generator inside this process, all on 127.0.0.1, and reports HTTP accept
 // rate and latency, submit_sm and delivery-event rates, CPU per 1,000
 // messages from /proc and smsgate's peak RSS. With -queue-only N it instead
-// measures Redis memory per queued message with no carrier bind up.
+// measures Redis memory per queued message with no carrier bind up. With
+// -cluster the store is a 3-master Redis Cluster of redis-server processes
+// (created with redis-cli --cluster create) and -daemons N runs N smsgate
+// processes on it that share the carrier's binds through bind leases; the
+// load generator spreads requests round-robin over their APIs.
 //
 // Usage:
 //
 //	smsgate-bench [-quick] [-n 50000] [-numbers 1000] [-concurrency 64] [-rate R] …
 //	smsgate-bench -queue-only 1000000
+//	smsgate-bench -quick -cluster -daemons 3
 //
 // Every child process is killed when the command exits. The last line of
 // output is the result as one JSON object.
@@ -74,7 +79,12 @@ type options struct {
 	Profile        string        // directory for CPU/alloc profiles (profiled run)
 	Keep           bool          // keep the temporary directory
 	Text           string        // message text
+	Cluster        bool          // store: a Redis Cluster of clusterMasters masters
+	Daemons        int           // smsgate processes
 }
+
+// clusterMasters is the number of masters of the -cluster store.
+const clusterMasters = 3
 
 // quickN is the message count of -quick (fits in well under 60 s).
 const quickN = 10000
@@ -100,6 +110,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.Profile, "profile", "", "profiled run: write daemon CPU and allocation profiles (and a perf profile of redis-server when perf is installed) to `dir`; figures are then not representative")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the temporary directory (config, logs, redis data)")
 	fs.StringVar(&o.Text, "text", "Reminder: your appointment is tomorrow at 10:00. Reply C to confirm.", "message text")
+	fs.BoolVar(&o.Cluster, "cluster", false, fmt.Sprintf("store: a %d-master Redis Cluster (redis-server processes, AOF everysec; needs redis-cli) instead of one redis-server", clusterMasters))
+	fs.IntVar(&o.Daemons, "daemons", 1, "smsgate processes on the same store and key prefix, sharing the binds through bind leases; requests go round-robin over them")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -123,6 +135,15 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	positive("concurrency", o.Concurrency)
 	positive("binds", o.Binds)
 	positive("window", o.Window)
+	positive("daemons", o.Daemons)
+	if o.Daemons > 1 || o.Cluster {
+		if o.QueueOnly > 0 {
+			errs = append(errs, errors.New("-queue-only runs one daemon on one redis-server: no -cluster or -daemons"))
+		}
+		if o.Profile != "" {
+			errs = append(errs, errors.New("-profile runs one daemon on one redis-server: no -cluster or -daemons"))
+		}
+	}
 	if o.Rate < 0 {
 		errs = append(errs, fmt.Errorf("-rate must not be negative, got %v", o.Rate))
 	}

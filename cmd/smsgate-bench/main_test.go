@@ -30,7 +30,16 @@ func TestParseFlags(t *testing.T) {
 			require.Equal(t, 50, o.Window)
 			require.Zero(t, o.Rate)
 			require.Zero(t, o.QueueOnly)
+			require.False(t, o.Cluster)
+			require.Equal(t, 1, o.Daemons)
 		}},
+		{name: "cluster with three daemons", args: []string{"-quick", "-cluster", "-daemons", "3"}, check: func(t *testing.T, o options) {
+			require.True(t, o.Cluster)
+			require.Equal(t, 3, o.Daemons)
+			require.Equal(t, quickN, o.N)
+		}},
+		{name: "cluster excludes the memory run and profiling", args: []string{"-cluster", "-queue-only", "10", "-profile", "p", "-daemons", "0"},
+			wantErr: "-daemons must be positive, got 0\n-queue-only runs one daemon on one redis-server: no -cluster or -daemons\n-profile runs one daemon on one redis-server: no -cluster or -daemons"},
 		{name: "quick sets n", args: []string{"-quick"}, check: func(t *testing.T, o options) {
 			require.Equal(t, quickN, o.N)
 		}},
@@ -231,7 +240,24 @@ func TestConfigValid(t *testing.T) {
 		require.True(t, ok)
 		require.True(t, num.Registered)
 		require.Equal(t, 1000.0, num.EffectiveRate())
+		require.Equal(t, "127.0.0.1:16379", cfg.Redis.Addr)
 	}
+	text := configTOML(daemonConfig{
+		HTTPPort: 18080, MetricsPort: 19090, RedisCluster: []string{"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"},
+		SinkURL: "http://127.0.0.1:9999/events", SMSCHost: "127.0.0.1", SMSCPort: 2775, Binds: 2, Window: 50,
+		MaxPerNumber: 100000, Numbers: newPlan(3, 5, "x").numbers,
+	})
+	cfg, err := config.Parse([]byte(text))
+	require.NoError(t, err, text)
+	require.Empty(t, cfg.Redis.Addr)
+	require.Equal(t, []string{"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"}, cfg.Redis.Cluster)
+}
+
+func TestMergeCommandStats(t *testing.T) {
+	info := "# Commandstats\r\ncmdstat_evalsha:calls=10,usec=250,usec_per_call=25.00\r\ncmdstat_get:calls=1,usec=5\r\n\n" +
+		"# Commandstats\r\ncmdstat_evalsha:calls=5,usec=100,usec_per_call=20.00\r\ncmdstat_xadd:calls=4,usec=300\r\n"
+	got := mergeCommandStats(parseCommandStats(info))
+	require.Equal(t, []cmdStat{{Name: "evalsha", Calls: 15, Usec: 350}, {Name: "xadd", Calls: 4, Usec: 300}, {Name: "get", Calls: 1, Usec: 5}}, got)
 }
 
 func TestSinkCounts(t *testing.T) {

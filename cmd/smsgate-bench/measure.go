@@ -26,10 +26,10 @@ type snapshot struct {
 func (e *env) snap() (snapshot, error) {
 	s := snapshot{At: time.Now()}
 	var err error
-	if s.Smsgate, err = readCPU(e.daemon.pid()); err != nil {
+	if s.Smsgate, err = sumCPU(e.daemons); err != nil {
 		return s, err
 	}
-	if s.Redis, err = readCPU(e.redis.pid()); err != nil {
+	if s.Redis, err = sumCPU(e.redisNodes); err != nil {
 		return s, err
 	}
 	if e.sim != nil {
@@ -39,6 +39,43 @@ func (e *env) snap() (snapshot, error) {
 	}
 	s.Self, err = readCPU(os.Getpid())
 	return s, err
+}
+
+// sumCPU is the CPU times of several processes added up.
+func sumCPU(cs []*child) (cpuTimes, error) {
+	var total cpuTimes
+	for _, c := range cs {
+		t, err := readCPU(c.pid())
+		if err != nil {
+			return total, err
+		}
+		total = cpuTimes{User: total.User + t.User, System: total.System + t.System,
+			ChildUser: total.ChildUser + t.ChildUser, ChildSystem: total.ChildSystem + t.ChildSystem}
+	}
+	return total, nil
+}
+
+// peakRSS is the largest VmHWM of the daemons.
+func (e *env) peakRSS() (int64, error) {
+	var peak int64
+	for _, d := range e.daemons {
+		v, err := readHWM(d.pid())
+		if err != nil {
+			return 0, err
+		}
+		peak = max(peak, v)
+	}
+	return peak, nil
+}
+
+// daemonExited reports whether any daemon has ended.
+func (e *env) daemonExited() bool {
+	for _, d := range e.daemons {
+		if d.exited() {
+			return true
+		}
+	}
+	return false
 }
 
 // measureIdle returns the CPU seconds per second smsgate and redis-server
@@ -213,25 +250,51 @@ func parseCommandStats(info string) []cmdStat {
 	return out
 }
 
-// commandStats returns the commands Redis ran since resetStats, with calls
-// per user message (commands inside scripts count too).
+// commandStats returns the commands Redis ran since resetStats (added over
+// the cluster's nodes), with calls per user message (commands inside
+// scripts count too).
 func (e *env) commandStats(ctx context.Context, perMsg int) []cmdStat {
-	info, err := e.rdb.Info(ctx, "commandstats").Result()
-	if err != nil {
-		e.logf("info commandstats: %v", err)
-		return nil
+	var text strings.Builder
+	for _, rdb := range e.rdbs {
+		info, err := rdb.Info(ctx, "commandstats").Result()
+		if err != nil {
+			e.logf("info commandstats: %v", err)
+			return nil
+		}
+		text.WriteString(info)
+		text.WriteByte('\n')
 	}
-	cs := parseCommandStats(info)
+	cs := mergeCommandStats(parseCommandStats(text.String()))
 	for i := range cs {
 		cs[i].PerMsg = float64(cs[i].Calls) / float64(max(perMsg, 1))
 	}
 	return cs
 }
 
-// resetStats zeroes Redis' command statistics.
+// mergeCommandStats adds up the lines of one command (several nodes' INFO),
+// most expensive first.
+func mergeCommandStats(cs []cmdStat) []cmdStat {
+	var out []cmdStat
+	at := map[string]int{}
+	for _, c := range cs {
+		if i, ok := at[c.Name]; ok {
+			out[i].Calls += c.Calls
+			out[i].Usec += c.Usec
+			continue
+		}
+		at[c.Name] = len(out)
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b cmdStat) int { return cmp.Compare(b.Usec, a.Usec) })
+	return out
+}
+
+// resetStats zeroes Redis' command statistics on every node.
 func (e *env) resetStats(ctx context.Context) {
-	if err := e.rdb.ConfigResetStat(ctx).Err(); err != nil {
-		e.logf("config resetstat: %v", err)
+	for _, rdb := range e.rdbs {
+		if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
+			e.logf("config resetstat: %v", err)
+		}
 	}
 }
 
@@ -259,7 +322,7 @@ func machine() Machine {
 func (e *env) loadRun(ctx context.Context, p plan, n int) (*Result, error) {
 	o := e.opts
 	bodies := p.bodies(n)
-	gen := newGenerator(e.api+"/v1/messages", benchAPIKey, o.Concurrency, o.Rate)
+	gen := newGenerator(e.messageURLs(), benchAPIKey, o.Concurrency, o.Rate)
 	res := &Result{Mode: "e2e", Params: paramsOf(o, n), Machine: machine(), Profiled: o.Profile != ""}
 	var err error
 	if res.IdleCPU.Smsgate, res.IdleCPU.Redis, err = e.measureIdle(ctx); err != nil {
@@ -271,13 +334,13 @@ func (e *env) loadRun(ctx context.Context, p plan, n int) (*Result, error) {
 		return nil, err
 	}
 	prof := e.startProfile()
-	pl := startPoller(ctx, e.http, e.metrics, 100*time.Millisecond, e.sink)
-	e.logf("sending %d messages from %d numbers, concurrency %d, rate %s; load average %s",
-		n, len(p.numbers), o.Concurrency, rateLabel(o.Rate), res.Machine.LoadAvg)
+	pl := startPoller(ctx, e.http, e.metricsURLs, 100*time.Millisecond, e.sink)
+	e.logf("sending %d messages from %d numbers to %d daemon(s) on %s, concurrency %d, rate %s; load average %s",
+		n, len(p.numbers), len(e.daemons), e.storeLabel(), o.Concurrency, rateLabel(o.Rate), res.Machine.LoadAvg)
 	lr := gen.run(ctx, bodies)
 	accepted := lr.Accepted()
 	e.logf("accepted %d in %.2fs; waiting for delivered events", accepted, lr.End.Sub(lr.Start).Seconds())
-	s, err := scrape(ctx, e.http, e.metrics)
+	s, err := scrapeAll(ctx, e.http, e.metricsURLs)
 	if err != nil {
 		return nil, err
 	}
@@ -294,7 +357,7 @@ func (e *env) loadRun(ctx context.Context, p plan, n int) (*Result, error) {
 			res.Complete = true
 			break
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil || e.daemon.exited() {
+		if time.Now().After(deadline) || ctx.Err() != nil || e.daemonExited() {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -310,7 +373,7 @@ func (e *env) loadRun(ctx context.Context, p plan, n int) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if res.SmsgatePeakRSS, err = readHWM(e.daemon.pid()); err != nil {
+	if res.SmsgatePeakRSS, err = e.peakRSS(); err != nil {
 		return nil, err
 	}
 	res.LoadAvgEnd = loadAvg()
@@ -354,7 +417,7 @@ func (e *env) loadRun(ctx context.Context, p plan, n int) (*Result, error) {
 func (e *env) memoryRun(ctx context.Context, p plan, n int) (*Result, error) {
 	o := e.opts
 	bodies := p.bodies(n)
-	gen := newGenerator(e.api+"/v1/messages", benchAPIKey, o.Concurrency, o.Rate)
+	gen := newGenerator(e.messageURLs(), benchAPIKey, o.Concurrency, o.Rate)
 	res := &Result{Mode: "queue-only", Params: paramsOf(o, n), Machine: machine(), Profiled: o.Profile != ""}
 	var err error
 	if res.IdleCPU.Smsgate, res.IdleCPU.Redis, err = e.measureIdle(ctx); err != nil {
@@ -395,7 +458,7 @@ func (e *env) memoryRun(ctx context.Context, p plan, n int) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dbsize: %w", err)
 	}
-	if res.SmsgatePeakRSS, err = readHWM(e.daemon.pid()); err != nil {
+	if res.SmsgatePeakRSS, err = e.peakRSS(); err != nil {
 		return nil, err
 	}
 	res.LoadAvgEnd = loadAvg()
@@ -414,19 +477,48 @@ func (e *env) memoryRun(ctx context.Context, p plan, n int) (*Result, error) {
 	return res, nil
 }
 
-// finalMetrics scrapes the daemon's metrics and keeps the text in the temp
-// dir (see -keep) and the profile dir.
+// finalMetrics scrapes every daemon's metrics and keeps the text in the
+// temp dir (see -keep) and the profile dir.
 func (e *env) finalMetrics(ctx context.Context) ([]sample, error) {
-	text, err := scrapeText(ctx, e.http, e.metrics)
-	if err != nil {
-		return nil, err
-	}
-	for _, dir := range []string{e.tmp, e.opts.Profile} {
-		if dir != "" {
-			_ = os.WriteFile(filepath.Join(dir, "metrics-end.txt"), []byte(text), 0o644)
+	var out []sample
+	for i, url := range e.metricsURLs {
+		text, err := scrapeText(ctx, e.http, url)
+		if err != nil {
+			return nil, err
 		}
+		file := "metrics-end.txt"
+		if i > 0 {
+			file = fmt.Sprintf("metrics-end-%d.txt", i+1)
+		}
+		for _, dir := range []string{e.tmp, e.opts.Profile} {
+			if dir != "" {
+				_ = os.WriteFile(filepath.Join(dir, file), []byte(text), 0o644)
+			}
+		}
+		s, err := parseMetrics(text)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s...)
 	}
-	return parseMetrics(text)
+	return out, nil
+}
+
+// messageURLs are the daemons' POST /v1/messages URLs.
+func (e *env) messageURLs() []string {
+	out := make([]string, len(e.apis))
+	for i, a := range e.apis {
+		out[i] = a + "/v1/messages"
+	}
+	return out
+}
+
+// storeLabel describes the Redis store of the run.
+func (e *env) storeLabel() string {
+	if e.opts.Cluster {
+		return fmt.Sprintf("a %d-master Redis Cluster", len(e.redisNodes))
+	}
+	return "one redis-server"
 }
 
 func rateLabel(r float64) string {

@@ -95,6 +95,20 @@ func scrape(ctx context.Context, client *http.Client, url string) ([]sample, err
 	return parseMetrics(text)
 }
 
+// scrapeAll fetches and parses several daemons' metrics endpoints into one
+// list (sum then adds over the daemons).
+func scrapeAll(ctx context.Context, client *http.Client, urls []string) ([]sample, error) {
+	var out []sample
+	for _, u := range urls {
+		s, err := scrape(ctx, client, u)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s...)
+	}
+	return out, nil
+}
+
 // scrapeText fetches a metrics endpoint.
 func scrapeText(ctx context.Context, client *http.Client, url string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -136,13 +150,13 @@ type poller struct {
 	wg     sync.WaitGroup
 }
 
-func startPoller(ctx context.Context, client *http.Client, url string, every time.Duration, sk *sink) *poller {
+func startPoller(ctx context.Context, client *http.Client, urls []string, every time.Duration, sk *sink) *poller {
 	p := &poller{done: make(chan struct{})}
 	p.wg.Go(func() {
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
-			if s, err := scrape(ctx, client, url); err == nil {
+			if s, err := scrapeAll(ctx, client, urls); err == nil {
 				pt := point{At: time.Now(), Value: submitsOK(s)}
 				c := sk.counts()
 				pt.Events, pt.Delivered = c.Total, c.UserDelivered+c.NoticeDelivered+c.DupDelivered

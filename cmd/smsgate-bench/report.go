@@ -41,11 +41,13 @@ type Params struct {
 	Rate        float64 `json:"rate"`
 	Binds       int     `json:"binds"`
 	Window      int     `json:"window"`
+	Daemons     int     `json:"daemons"`
+	Cluster     bool    `json:"redis_cluster"`
 }
 
 func paramsOf(o options, n int) Params {
 	return Params{N: n, Numbers: o.Numbers, Recipients: o.Recipients, Concurrency: o.Concurrency,
-		Rate: o.Rate, Binds: o.Binds, Window: o.Window}
+		Rate: o.Rate, Binds: o.Binds, Window: o.Window, Daemons: max(o.Daemons, 1), Cluster: o.Cluster}
 }
 
 // CPU is CPU seconds used during the measured window.
@@ -194,8 +196,13 @@ func writeHeader(b *strings.Builder, r *Result) {
 	if r.Params.Rate > 0 {
 		rate = fmt.Sprintf("open loop at %.0f/s", r.Params.Rate)
 	}
-	fmt.Fprintf(b, "\nrun: %s, n=%d, %d numbers × %d recipients, concurrency %d, %s, %d binds × window %d\n\n",
-		r.Mode, r.Params.N, r.Params.Numbers, r.Params.Recipients, r.Params.Concurrency, rate, r.Params.Binds, r.Params.Window)
+	store := "one redis-server"
+	if r.Params.Cluster {
+		store = fmt.Sprintf("a %d-master Redis Cluster", clusterMasters)
+	}
+	fmt.Fprintf(b, "\nrun: %s, n=%d, %d numbers × %d recipients, concurrency %d, %s, %d binds × window %d, %d smsgate process(es) on %s\n\n",
+		r.Mode, r.Params.N, r.Params.Numbers, r.Params.Recipients, r.Params.Concurrency, rate, r.Params.Binds, r.Params.Window,
+		max(r.Params.Daemons, 1), store)
 }
 
 func writeLoadTable(b *strings.Builder, r *Result) {

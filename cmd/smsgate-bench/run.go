@@ -24,15 +24,24 @@ type env struct {
 	tmp       string
 	stderr    io.Writer
 	children  []*child // stopped in reverse order
-	redis     *child
+	redis     *child   // the redis-server, or the first cluster node
 	rdb       *redis.Client
 	redisPort int
 	sim       *child
-	daemon    *child
+	daemon    *child // the first daemon
 	sink      *sink
-	api       string // http://127.0.0.1:port
-	metrics   string // http://127.0.0.1:port/metrics
+	api       string // http://127.0.0.1:port of the first daemon
+	metrics   string // http://127.0.0.1:port/metrics of the first daemon
 	http      *http.Client
+
+	// Every redis-server (one, or the cluster's masters) with a plain
+	// client each, and every daemon with its API and metrics URLs.
+	redisNodes   []*child
+	rdbs         []*redis.Client
+	clusterSeeds []string
+	daemons      []*child
+	apis         []string
+	metricsURLs  []string
 }
 
 func (e *env) logf(format string, args ...any) {
@@ -44,8 +53,8 @@ func (e *env) close() {
 	if e.sink != nil {
 		_ = e.sink.Close()
 	}
-	if e.rdb != nil {
-		_ = e.rdb.Close()
+	for _, r := range e.rdbs {
+		_ = r.Close()
 	}
 	for i := len(e.children) - 1; i >= 0; i-- {
 		e.children[i].stop(15 * time.Second)
@@ -80,7 +89,11 @@ func run(ctx context.Context, opts options, stdout, stderr io.Writer) (err error
 			return fmt.Errorf("profile dir: %w", err)
 		}
 	}
-	if err := e.startRedis(ctx); err != nil {
+	if opts.Cluster {
+		if err := e.startCluster(ctx); err != nil {
+			return err
+		}
+	} else if err := e.startRedis(ctx); err != nil {
 		return err
 	}
 	n := opts.N
@@ -91,7 +104,7 @@ func run(ctx context.Context, opts options, stdout, stderr io.Writer) (err error
 	if e.sink, err = newSink(n); err != nil {
 		return fmt.Errorf("sink: %w", err)
 	}
-	if err := e.startDaemon(ctx, bin, p, n); err != nil {
+	if err := e.startDaemons(ctx, bin, p, n); err != nil {
 		return err
 	}
 	if opts.QueueOnly > 0 {
@@ -138,6 +151,7 @@ func (e *env) startRedis(ctx context.Context) error {
 	}
 	e.redisPort = port
 	e.rdb = redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port)})
+	e.redisNodes, e.rdbs = []*child{e.redis}, []*redis.Client{e.rdb}
 	return waitFor(ctx, e.redis, 10*time.Second, "redis-server answers PING", func() error {
 		return e.rdb.Ping(ctx).Err()
 	})
@@ -178,9 +192,10 @@ func (e *env) startSimulator(ctx context.Context, bin string) (string, int, erro
 	}
 }
 
-// startDaemon writes the configuration and starts smsgate (or, for a
-// profiled run, this binary's daemon mode), then waits until it is ready.
-func (e *env) startDaemon(ctx context.Context, bin string, p plan, n int) error {
+// startDaemons starts the simulator (or picks an unreachable carrier port
+// for the memory run), then every daemon, each with its own configuration
+// file and ports, waiting until each is ready.
+func (e *env) startDaemons(ctx context.Context, bin string, p plan, n int) error {
 	var cfg daemonConfig
 	var err error
 	if e.opts.QueueOnly > 0 {
@@ -192,42 +207,65 @@ func (e *env) startDaemon(ctx context.Context, bin string, p plan, n int) error 
 	} else if cfg.SMSCHost, cfg.SMSCPort, err = e.startSimulator(ctx, bin); err != nil {
 		return err
 	}
-	for _, port := range []*int{&cfg.HTTPPort, &cfg.MetricsPort} {
-		if *port, err = freePort(); err != nil {
-			return err
-		}
-	}
 	cfg.RedisPort = e.redisPort
+	cfg.RedisCluster = e.clusterSeeds
 	cfg.SinkURL = e.sink.URL()
 	cfg.Binds, cfg.Window = e.opts.Binds, e.opts.Window
 	cfg.WebhookWorkers = e.opts.WebhookWorkers
 	cfg.Numbers = p.numbers
 	// Room for every message of the run on one number, notices included.
 	cfg.MaxPerNumber = max(100000, 2*(n/len(p.numbers)+p.recipients))
-	path := filepath.Join(e.tmp, "smsgate.toml")
+	for i := range e.opts.Daemons {
+		if err := e.startDaemon(ctx, bin, cfg, i); err != nil {
+			return err
+		}
+	}
+	e.daemon, e.api, e.metrics = e.daemons[0], e.apis[0], e.metricsURLs[0]
+	return nil
+}
+
+// startDaemon writes daemon i's configuration and starts smsgate (or, for
+// a profiled run, this binary's daemon mode), then waits until it is ready.
+func (e *env) startDaemon(ctx context.Context, bin string, cfg daemonConfig, i int) error {
+	var err error
+	for _, port := range []*int{&cfg.HTTPPort, &cfg.MetricsPort} {
+		if *port, err = freePort(); err != nil {
+			return err
+		}
+	}
+	name, file := "smsgate", "smsgate.toml"
+	if i > 0 {
+		name, file = fmt.Sprintf("smsgate-%d", i+1), fmt.Sprintf("smsgate-%d.toml", i+1)
+	}
+	path := filepath.Join(e.tmp, file)
 	if err := os.WriteFile(path, []byte(configTOML(cfg)), 0o600); err != nil {
 		return fmt.Errorf("write config: %w", err)
 	}
-	e.api = fmt.Sprintf("http://127.0.0.1:%d", cfg.HTTPPort)
-	e.metrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", cfg.MetricsPort)
+	api := fmt.Sprintf("http://127.0.0.1:%d", cfg.HTTPPort)
+	var d *child
 	if e.opts.Profile != "" {
 		self, err := os.Executable()
 		if err != nil {
 			return fmt.Errorf("profiled daemon: %w", err)
 		}
-		e.daemon, err = e.start("smsgate", nil, self, daemonCommand, "-config", path, "-profile-dir", e.opts.Profile)
+		d, err = e.start(name, nil, self, daemonCommand, "-config", path, "-profile-dir", e.opts.Profile)
 		if err != nil {
 			return err
 		}
-	} else if e.daemon, err = e.start("smsgate", nil, bin, "-config", path); err != nil {
+	} else if d, err = e.start(name, nil, bin, "-config", path); err != nil {
 		return err
 	}
-	probe := "/readyz" // Redis answers and a bind is bound
+	e.daemons = append(e.daemons, d)
+	e.apis = append(e.apis, api)
+	e.metricsURLs = append(e.metricsURLs, fmt.Sprintf("http://127.0.0.1:%d/metrics", cfg.MetricsPort))
+	// /readyz: Redis answers and a bind is bound (by this daemon or, with
+	// bind leases, by another one).
+	probe := "/readyz"
 	if e.opts.QueueOnly > 0 {
 		probe = "/healthz" // no bind will come up
 	}
-	return waitFor(ctx, e.daemon, 30*time.Second, "smsgate "+probe+" answers 200", func() error {
-		resp, err := e.http.Get(e.api + probe)
+	return waitFor(ctx, d, 30*time.Second, name+" "+probe+" answers 200", func() error {
+		resp, err := e.http.Get(api + probe)
 		if err != nil {
 			return err
 		}
@@ -238,4 +276,74 @@ func (e *env) startDaemon(ctx context.Context, bin string, p plan, n int) error 
 		}
 		return nil
 	})
+}
+
+// startCluster starts clusterMasters redis-server nodes in cluster mode
+// (AOF everysec like the single server, each in its own directory), joins
+// them with redis-cli --cluster create (no replicas: the run measures the
+// write path, and replication would double Redis' CPU), and waits until
+// every node reports cluster_state:ok.
+func (e *env) startCluster(ctx context.Context) error {
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		return fmt.Errorf("-cluster needs redis-cli: %w", err)
+	}
+	var addrs []string
+	for i := range clusterMasters {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		bus, err := freePort()
+		if err != nil {
+			return err
+		}
+		dir := filepath.Join(e.tmp, fmt.Sprintf("redis-%d", i+1))
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			return fmt.Errorf("redis dir: %w", err)
+		}
+		node, err := e.start(fmt.Sprintf("redis-server-%d", i+1), nil, e.opts.RedisServer,
+			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-port", strconv.Itoa(bus), "--cluster-node-timeout", "5000",
+			"--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+			"--daemonize", "no", "--logfile", "")
+		if err != nil {
+			return err
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		rdb := redis.NewClient(&redis.Options{Addr: addr})
+		e.redisNodes, e.rdbs = append(e.redisNodes, node), append(e.rdbs, rdb)
+		addrs = append(addrs, addr)
+		if err := waitFor(ctx, node, 10*time.Second, node.name+" answers PING", func() error {
+			return rdb.Ping(ctx).Err()
+		}); err != nil {
+			return err
+		}
+	}
+	e.redis, e.rdb, e.clusterSeeds = e.redisNodes[0], e.rdbs[0], addrs
+	args := append([]string{"--cluster", "create"}, addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(cctx, cli, args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("redis-cli --cluster create: %w\n%s", err, out)
+	}
+	for i, rdb := range e.rdbs {
+		err := waitFor(ctx, e.redisNodes[i], 30*time.Second, e.redisNodes[i].name+" reports cluster_state:ok", func() error {
+			info, err := rdb.ClusterInfo(ctx).Result()
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(info, "cluster_state:ok") {
+				return errors.New("cluster_state not ok")
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	e.logf("redis cluster of %d masters: %s", clusterMasters, strings.Join(addrs, " "))
+	return nil
 }
