@@ -42,7 +42,8 @@ func BenchmarkAccept(b *testing.B) {
 // uses it to measure the API's own cost per request, apart from Redis.
 type nopQueue struct{ n atomic.Int64 }
 
-func (q *nopQueue) NewMessageID(string) string { return fmt.Sprint("msg_", q.n.Add(1)) }
+func (q *nopQueue) NewMessageID(string) string                                       { return fmt.Sprint("msg_", q.n.Add(1)) }
+func (q *nopQueue) BindIdempotencyKey(context.Context, string, string, string) error { return nil }
 func (q *nopQueue) Enqueue(context.Context, queue.EnqueueRequest) (queue.EnqueueResult, error) {
 	return queue.EnqueueResult{}, nil
 }

@@ -249,6 +249,12 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 		CheckOptOut: true,
 	}
 	if idemKey != "" {
+		// Enqueue deduplicates the key within the sender's queue; this binds
+		// it org-wide, so reusing it from another number is a conflict.
+		if err := s.queue.BindIdempotencyKey(r.Context(), oe.org.ID, idemKey, msg.From); err != nil {
+			s.refuse(w, s.enqueueError(err, st.maxPer))
+			return
+		}
 		req.IdempotencyKey = idemKey
 		req.RequestHash = hashBody(body)
 	}

@@ -288,6 +288,12 @@ func TestIdempotency(t *testing.T) {
 	require.Equal(t, 422, conflict.status, "%s", conflict.raw)
 	require.Equal(t, CodeIdempotencyConflict, conflict.errCode())
 
+	// The key is the org's, not the number's: the same key from another of
+	// the org's numbers is another body, so a conflict.
+	fromOther := e.send(acmeKey, msgBody(acmeShortCode, "+15557654321", "once"), "Idempotency-Key", "order-42")
+	require.Equal(t, 422, fromOther.status, "%s", fromOther.raw)
+	require.Equal(t, CodeIdempotencyConflict, fromOther.errCode())
+
 	// Another org's identical key is its own.
 	beta := e.send(betaKey, msgBody(betaNum, "+15557654321", "once"), "Idempotency-Key", "order-42")
 	require.Equal(t, 202, beta.status, "%s", beta.raw)

@@ -23,6 +23,10 @@ type Queue interface {
 	// NewMessageID returns an id for a message sent from from (the id
 	// carries what Get needs to find it).
 	NewMessageID(from string) string
+	// BindIdempotencyKey ties an org's Idempotency-Key to the sender of its
+	// first request; another sender (another body) gets
+	// queue.ErrIdempotencyConflict.
+	BindIdempotencyKey(ctx context.Context, org, key, from string) error
 	// Enqueue stores a message atomically (idempotency, depth, opt-out, notice).
 	Enqueue(ctx context.Context, req queue.EnqueueRequest) (queue.EnqueueResult, error)
 	// Get returns a stored message with its history, or queue.ErrNotFound.

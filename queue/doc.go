@@ -59,8 +59,11 @@
 // daemons. A message whose lease expires (the daemon died) is put back by
 // any daemon's Reap and flagged as a possible duplicate.
 //
-// Idempotency keys live in the sender's bucket: the same key used with two
-// different sender numbers is not deduplicated.
+// Idempotency records (request hash and first response) live in the
+// sender's bucket, so Enqueue checks them atomically; BindIdempotencyKey
+// first ties an org's key to one sender number org-wide
+// ("<prefix>idemorg:<hash of org and key>", TTL IdempotencyTTL), so the same
+// key used from another of the org's numbers is a conflict.
 //
 // Ack and the carrier-id index (cid_set, other slots) go in one pipeline,
 // the index first, so an ack that ran is always indexed; a receipt whose
