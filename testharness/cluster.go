@@ -90,7 +90,9 @@ func (c *Cluster) Addrs() []string {
 
 // Client returns a cluster client over the nodes, closed at cleanup.
 func (c *Cluster) Client() *redis.ClusterClient {
-	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
+	// A killed master answers no MOVED: reload the slot map every second
+	// (as the daemon does), or the client dials the dead node for 60 s.
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs(), ClusterStateReloadInterval: time.Second})
 	c.tb.Cleanup(func() { _ = cc.Close() })
 	return cc
 }

@@ -56,7 +56,7 @@ func TestStartCluster(t *testing.T) {
 	c.Kill(master)
 	require.Eventually(t, func() bool {
 		return c.WaitHealthy(100*time.Millisecond) == nil && len(c.Masters()) == 3
-	}, 20*time.Second, 100*time.Millisecond)
+	}, 20*time.Second, 100*time.Millisecond, "cluster not healthy after killing node %d", master)
 	require.Contains(t, c.Masters(), replica)
 	require.Eventually(t, func() bool { return cc.Set(ctx, "after", 1, 0).Err() == nil }, 10*time.Second, 50*time.Millisecond)
 }
