@@ -575,16 +575,7 @@ func (d *daemon) traffic(from, to, tag string, every time.Duration) (stop func()
 			case <-t.C:
 			}
 			text := fmt.Sprintf("%s %d", tag, i)
-			body := fmt.Sprintf(`{"from":%q,"to":%q,"text":%q}`, from, to, text)
-			req, _ := http.NewRequest("POST", "http://"+d.app.APIAddr()+"/v1/messages", strings.NewReader(body))
-			req.Header.Set("Authorization", "Bearer "+testAPIKey)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				continue
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusAccepted {
+			if ok, _ := postText(http.DefaultClient, d.app.APIAddr(), from, to, text); ok {
 				mu.Lock()
 				accepted = append(accepted, text)
 				mu.Unlock()
@@ -598,6 +589,23 @@ func (d *daemon) traffic(from, to, tag string, every time.Duration) (stop func()
 		defer mu.Unlock()
 		return accepted
 	}
+}
+
+// postText sends one message with the test API key; ok is true on a 202.
+func postText(client *http.Client, apiAddr, from, to, text string) (ok bool, err error) {
+	body := fmt.Sprintf(`{"from":%q,"to":%q,"text":%q}`, from, to, text)
+	req, err := http.NewRequest("POST", "http://"+apiAddr+"/v1/messages", strings.NewReader(body))
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("Authorization", "Bearer "+testAPIKey)
+	resp, err := client.Do(req)
+	if err != nil {
+		return false, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusAccepted, nil
 }
 
 // submitCounts counts the simulator's submit_sm by text, and by sender and

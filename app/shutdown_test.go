@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -46,17 +45,12 @@ func burst(apiAddr func() string, tag string) (stop func() []string) {
 				default:
 				}
 				text := fmt.Sprintf("%s w%d #%d", tag, w, i)
-				body := fmt.Sprintf(`{"from":%q,"to":"+15557654321","text":%q}`, from, text)
-				req, _ := http.NewRequest("POST", "http://"+apiAddr()+"/v1/messages", strings.NewReader(body))
-				req.Header.Set("Authorization", "Bearer "+testAPIKey)
-				resp, err := client.Do(req)
+				ok, err := postText(client, apiAddr(), from, "+15557654321", text)
 				if err != nil {
 					time.Sleep(5 * time.Millisecond) // the API is closed: nothing more is accepted
 					continue
 				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusAccepted {
+				if ok {
 					mu.Lock()
 					accepted = append(accepted, text)
 					mu.Unlock()
