@@ -123,6 +123,8 @@ func processCPU() time.Duration {
 // CPU (dispatcher + the pipelined XADDs that produce the events).
 // "produce-only" writes the paced events with no dispatcher running: its
 // figures are the share of the others that is not the dispatcher's.
+// Each runs with entries in the new format (type, org, data: what the queue
+// writes) and the old one (also id and at).
 // Run with e.g. -benchtime=10000x; keep runs short on the shared machine.
 func BenchmarkDeliverStreams(b *testing.B) {
 	for _, bc := range []struct {
@@ -130,18 +132,31 @@ func BenchmarkDeliverStreams(b *testing.B) {
 		rate    int // events/s, 0 = as fast as possible
 		deliver bool
 	}{{"burst", 0, true}, {"paced", 2000, true}, {"produce-only", 2000, false}} {
-		b.Run(bc.name, func(b *testing.B) { benchDeliverStreams(b, 64, bc.rate, bc.deliver) })
+		for _, format := range entryFormats {
+			b.Run(bc.name+"/"+format, func(b *testing.B) { benchDeliverStreams(b, 64, bc.rate, bc.deliver, format) })
+		}
 	}
 }
 
-func benchDeliverStreams(b *testing.B, nStreams, rate int, deliver bool) {
+// benchValues returns the fields of the i-th benchmark entry in format.
+func benchValues(format string, i int) []any {
+	v := make([]any, 0, 10)
+	v = append(v, "type", "message.status", "org", "acme",
+		"data", `{"id":"msg_1","status":"delivered","client_ref":"","carrier_message_id":"abc"}`)
+	if format == "old" {
+		v = append(v, "id", "evt_"+strconv.Itoa(i), "at", "2025-01-02T03:04:05.123456789Z")
+	}
+	return v
+}
+
+func benchDeliverStreams(b *testing.B, nStreams, rate int, deliver bool, format string) {
 	c := redis.NewClient(&redis.Options{Addr: testharness.StartRedis(b)})
 	b.Cleanup(func() { _ = c.Close() })
 	admin := redis.NewClient(&redis.Options{Addr: c.Options().Addr})
 	b.Cleanup(func() { _ = admin.Close() })
 	streams := make([]string, nStreams)
 	for i := range streams {
-		streams[i] = fmt.Sprintf("bench:{%d}:events", i)
+		streams[i] = fmt.Sprintf("bench:{b%d}:events", i)
 	}
 	r := &orgs{m: map[string]Endpoint{"acme": {URL: startBenchSink(b), Secret: "sec"}}}
 	opts := Options{Client: c, Prefix: "bench:", Streams: streams, Resolver: r, Consumer: "c1",
@@ -167,11 +182,7 @@ func benchDeliverStreams(b *testing.B, nStreams, rate int, deliver bool) {
 		batch = max(1, rate/200) // every 5ms
 	}
 	for i := range b.N {
-		p.XAdd(ctx, &redis.XAddArgs{Stream: streams[i%nStreams], Values: []any{
-			"id", "evt_" + strconv.Itoa(i), "type", "message.status", "org", "acme",
-			"data", `{"id":"msg_1","status":"delivered","client_ref":"","carrier_message_id":"abc"}`,
-			"at", "2025-01-02T03:04:05.123456789Z",
-		}})
+		p.XAdd(ctx, &redis.XAddArgs{Stream: streams[i%nStreams], Values: benchValues(format, i)})
 		if p.Len() == batch {
 			_, _ = p.Exec(ctx)
 			if rate > 0 {

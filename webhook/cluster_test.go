@@ -91,10 +91,17 @@ func TestCluster(t *testing.T) {
 		}
 		checkSignature(t, "sec", d)
 		var ev struct {
-			Type string             `json:"type"`
-			Data message.StatusData `json:"data"`
+			ID        string             `json:"id"`
+			Type      string             `json:"type"`
+			CreatedAt time.Time          `json:"created_at"`
+			Data      message.StatusData `json:"data"`
 		}
 		require.NoError(t, json.Unmarshal(d.body, &ev))
+		require.Equal(t, d.eventID, ev.ID)
+		// Entries of either format: with an id field (older queues) or
+		// without, the id then derived from bucket and entry ID.
+		require.Regexp(t, `^evt_(b[0-9]+_[0-9]+_[0-9]+|[0-9]+_[0-9]+_[0-9]+)$`, ev.ID)
+		require.WithinDuration(t, time.Now(), ev.CreatedAt, time.Minute)
 		require.Equal(t, message.EventStatus, ev.Type)
 		require.Equal(t, message.StatusSent, ev.Data.Status)
 		mu.Lock()

@@ -20,12 +20,30 @@ type event struct {
 	Type string // message.status | message.received
 	Org  string
 	Data []byte // raw JSON object, copied verbatim into the body
-	At   string // RFC 3339 nano UTC, becomes created_at
+	At   string // RFC 3339 UTC, becomes created_at
 }
 
-// parseEntry turns the fields of a stream entry into an event. It checks every
-// field the body needs so that a bad entry is refused before any delivery.
-func parseEntry(values map[string]any) (event, error) {
+// Stream entries come in two formats:
+//
+//   - old (written by versions before the change): fields id ("evt_<µs>_<bucket>_<seq>"),
+//     type, org, data and at (RFC 3339). Their id and at are sent unchanged, so
+//     entries queued before an upgrade are delivered with the ids they had.
+//   - new: fields type, org and data only. The event id and created_at derive
+//     from the bucket number N of the stream ("<prefix>{b<N>}:events") and the
+//     stream entry ID "<ms>-<seq>": the id is "evt_b<N>_<ms>_<seq>" and
+//     created_at is <ms> as RFC 3339 UTC with milliseconds
+//     ("2026-11-30T00:15:54.123Z"). Each bucket has one stream and Redis never
+//     reuses an entry ID within a stream, so the id is unique per Redis dataset
+//     (barring a stream deleted and re-created under a clock set back); it is
+//     the same whenever the entry is read again (pending re-read, claim by
+//     another daemon), and retries and dead letters store it with the body.
+//     The "evt_b" prefix keeps it apart from old ids, which start "evt_<digit>".
+
+// parseEntry turns a stream entry into an event: bucket is the number of the
+// stream's bucket (-1 when unknown), entryID the entry's stream ID. It checks
+// every field the body needs so that a bad entry is refused before any
+// delivery.
+func parseEntry(bucket int, entryID string, values map[string]any) (event, error) {
 	// org may be empty: an MO to a number no org owns (any more) goes to
 	// the global webhook with org "" (app.inbound, API.md 3).
 	get := func(name string) (string, error) {
@@ -44,7 +62,17 @@ func parseEntry(values map[string]any) (event, error) {
 	}
 	var e event
 	var err error
-	if e.ID, err = get("id"); err != nil {
+	if _, old := values["id"]; old {
+		if e.ID, err = get("id"); err != nil {
+			return event{}, err
+		}
+		if e.At, err = get("at"); err != nil {
+			return event{}, err
+		}
+		if _, err := time.Parse(time.RFC3339Nano, e.At); err != nil {
+			return event{}, fmt.Errorf("parse entry: field \"at\": %w", err)
+		}
+	} else if e.ID, e.At, err = deriveID(bucket, entryID); err != nil {
 		return event{}, err
 	}
 	if e.Type, err = get("type"); err != nil {
@@ -52,12 +80,6 @@ func parseEntry(values map[string]any) (event, error) {
 	}
 	if e.Org, err = get("org"); err != nil {
 		return event{}, err
-	}
-	if e.At, err = get("at"); err != nil {
-		return event{}, err
-	}
-	if _, err := time.Parse(time.RFC3339Nano, e.At); err != nil {
-		return event{}, fmt.Errorf("parse entry: field \"at\": %w", err)
 	}
 	data, err := get("data")
 	if err != nil {
@@ -69,6 +91,70 @@ func parseEntry(values map[string]any) (event, error) {
 	}
 	e.Data = b
 	return e, nil
+}
+
+// maxEntryMS is the last millisecond of year 9999: created_at must have a
+// four-digit year to be RFC 3339.
+const maxEntryMS = 253402300799999
+
+// deriveID returns the event id "evt_b<bucket>_<ms>_<seq>" and created_at of
+// a new-format entry from its stream entry ID "<ms>-<seq>".
+func deriveID(bucket int, entryID string) (id, at string, err error) {
+	if bucket < 0 {
+		return "", "", errors.New("parse entry: no id field and the stream names no bucket")
+	}
+	msPart, seqPart, ok := strings.Cut(entryID, "-")
+	if !ok || !isDigits(msPart) || !isDigits(seqPart) {
+		return "", "", fmt.Errorf("parse entry: bad stream entry ID %q", entryID)
+	}
+	msec, err := strconv.ParseInt(msPart, 10, 64)
+	if err != nil || msec > maxEntryMS {
+		return "", "", fmt.Errorf("parse entry: stream entry ID %q out of range", entryID)
+	}
+	if _, err := strconv.ParseUint(seqPart, 10, 64); err != nil {
+		return "", "", fmt.Errorf("parse entry: stream entry ID %q out of range", entryID)
+	}
+	b := make([]byte, 0, len("evt_b_0_")+20+len(entryID))
+	b = append(b, "evt_b"...)
+	b = strconv.AppendInt(b, int64(bucket), 10)
+	b = append(b, '_')
+	b = append(b, msPart...)
+	b = append(b, '_')
+	b = append(b, seqPart...)
+	id = string(b)
+	b = time.UnixMilli(msec).UTC().AppendFormat(b[:0], "2006-01-02T15:04:05.000Z07:00")
+	return id, string(b), nil
+}
+
+func isDigits(s string) bool {
+	if s == "" || len(s) > 20 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// bucketOf returns N of a bucket stream key "<prefix>{b<N>}:events"
+// (queue.EventStreams), N in canonical decimal form.
+func bucketOf(stream string) (int, bool) {
+	rest, ok := strings.CutSuffix(stream, "}:events")
+	if !ok {
+		return 0, false
+	}
+	i := strings.LastIndex(rest, "{b")
+	if i < 0 {
+		return 0, false
+	}
+	digits := rest[i+2:]
+	n, err := strconv.Atoi(digits)
+	if err != nil || n < 0 || strconv.Itoa(n) != digits {
+		return 0, false
+	}
+	return n, true
 }
 
 // body builds the JSON document POSTed to the webhook (API.md section 3):

@@ -17,14 +17,21 @@ import (
 type ackItem struct{ stream, id string }
 
 // ackLoop acknowledges stream entries in batches: one pipeline with one XACK
-// per stream, sent when ackBatch entries gathered or ackLinger after the
-// first of them. Acknowledging late is safe: an entry acknowledged late is at
+// per stream. After the first entry of a batch it waits ackLinger on a timer
+// alone, so the entries finished meanwhile wait in the channel's buffer
+// instead of waking the loop one by one; then it takes what is there (at
+// most ackBatch) and flushes. With a backlog, or once ctx is done, it does
+// not wait. Acknowledging late is safe: an entry acknowledged late is at
 // worst delivered again after a crash. It returns when acks is closed, after
 // a last flush.
 func (d *Dispatcher) ackLoop(ctx context.Context) {
 	bg := context.WithoutCancel(ctx)
 	batch := map[string][]string{}
 	n := 0
+	add := func(it ackItem) {
+		batch[it.stream] = append(batch[it.stream], it.id)
+		n++
+	}
 	flush := func() {
 		if n == 0 {
 			return
@@ -33,7 +40,14 @@ func (d *Dispatcher) ackLoop(ctx context.Context) {
 		_, err := d.rdb.Pipelined(fctx, func(p redis.Pipeliner) error {
 			for st, ids := range batch {
 				if len(ids) > 0 {
-					p.XAck(fctx, st, d.opts.Group, ids...)
+					// XACK as XAck sends it, the arguments made in one
+					// allocation rather than appended one by one.
+					args := make([]any, 0, 3+len(ids))
+					args = append(args, "xack", st, d.opts.Group)
+					for _, id := range ids {
+						args = append(args, id)
+					}
+					p.Do(fctx, args...)
 				}
 			}
 			return nil
@@ -45,6 +59,7 @@ func (d *Dispatcher) ackLoop(ctx context.Context) {
 			d.clearErr("ack")
 		}
 		for st, ids := range batch {
+			clear(ids) // drop the strings
 			batch[st] = ids[:0]
 		}
 		n = 0
@@ -52,23 +67,36 @@ func (d *Dispatcher) ackLoop(ctx context.Context) {
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
 	for {
-		select {
-		case it, ok := <-d.acks:
-			if !ok {
-				flush()
-				return
-			}
-			if n == 0 {
-				linger.Reset(d.ackLinger)
-			}
-			batch[it.stream] = append(batch[it.stream], it.id)
-			n++
-			if n >= ackBatch {
+		it, ok := <-d.acks
+		if !ok {
+			return
+		}
+		add(it)
+		if ctx.Err() == nil && len(d.acks) < ackBatch-1 {
+			linger.Reset(d.ackLinger)
+			select {
+			case <-linger.C:
+			case <-ctx.Done():
 				linger.Stop()
-				flush()
 			}
-		case <-linger.C:
-			flush()
+		}
+		open := true
+	take:
+		for n < ackBatch {
+			select {
+			case it, ok := <-d.acks:
+				if !ok {
+					open = false
+					break take
+				}
+				add(it)
+			default:
+				break take
+			}
+		}
+		flush()
+		if !open {
+			return
 		}
 	}
 }
@@ -462,8 +490,18 @@ func (d *Dispatcher) autoClaim(ctx context.Context) {
 // entry to Redis so one slow endpoint cannot stop the stream for the others.
 func (d *Dispatcher) enqueue(ctx context.Context, msgs []streamMsg) {
 	deadline := time.Now().Add(50 * time.Millisecond)
+	var wait *time.Timer // made at the first wait, for all of them
+	defer func() {
+		if wait != nil {
+			wait.Stop()
+		}
+	}()
 	for _, m := range msgs {
-		ev, err := parseEntry(m.msg.Values)
+		bucket, ok := d.buckets[m.stream]
+		if !ok {
+			bucket = -1
+		}
+		ev, err := parseEntry(bucket, m.msg.ID, m.msg.Values)
 		if err != nil {
 			d.m.malformed.Inc()
 			d.log.Error("malformed stream entry acknowledged without delivery", "stream", m.stream, "entry", m.msg.ID, "err", err)
@@ -481,15 +519,15 @@ func (d *Dispatcher) enqueue(ctx context.Context, msgs []streamMsg) {
 			if added || dup {
 				break
 			}
-			wait := time.NewTimer(time.Until(deadline))
+			if wait == nil {
+				wait = time.NewTimer(time.Until(deadline))
+			}
 			select {
 			case <-ctx.Done():
-				wait.Stop()
 				return // the entry stays pending in the stream
 			case <-d.s.freed:
 			case <-wait.C:
 			}
-			wait.Stop()
 		}
 	}
 }
@@ -501,7 +539,8 @@ func (d *Dispatcher) resolve(j *job) {
 		j.deadReason = reasonNoEndpoint
 		return
 	}
-	j.target, j.ep = ep, endpointID(ep.URL)
+	j.tgt = d.targets.get(ep.URL)
+	j.target, j.ep = ep, j.tgt.id
 }
 
 // pollLoop leases due retries for endpoints that can take them, and every

@@ -17,6 +17,7 @@ type job struct {
 	home   string   // retry: endpoint id whose Redis set holds the event
 	target Endpoint // where to POST (resolved from the org)
 	ep     string   // endpointID(target.URL); "" when the org has no endpoint
+	tgt    *target  // cached per-URL state of target; nil when the org has no endpoint
 
 	// When the job is spilled (put in Redis without an attempt):
 	deadReason string    // non-empty: dead-letter with this reason
@@ -42,7 +43,10 @@ func (j *job) record() record {
 	return r
 }
 
-func (j *job) heldKey() string { return j.stream + "\x00" + j.entry }
+// heldKey names a fresh job's stream entry (a struct: no string built per event).
+type heldKey struct{ stream, entry string }
+
+func (j *job) heldKey() heldKey { return heldKey{j.stream, j.entry} }
 
 // epState is what one dispatcher knows of an endpoint: its queue of jobs, how
 // many requests it has in flight, and its circuit.
@@ -70,7 +74,7 @@ type sched struct {
 	rr    int
 	spill []*job
 	fresh int
-	held  map[string]struct{}
+	held  map[heldKey]struct{}
 
 	work  chan struct{} // a worker may find something to do
 	freed chan struct{} // the reader may find room
@@ -81,7 +85,7 @@ func newSched(perEp, qCap, maxFresh int, backoff func(int) time.Duration) *sched
 	return &sched{
 		perEp: perEp, qCap: qCap, maxFresh: maxFresh, backoff: backoff,
 		eps:  map[string]*epState{},
-		held: map[string]struct{}{},
+		held: map[heldKey]struct{}{},
 		work: make(chan struct{}, 1), freed: make(chan struct{}, 1), kick: make(chan struct{}, 1),
 	}
 }

@@ -56,7 +56,7 @@ type Resolver interface {
 type Options struct {
 	Client   redis.UniversalClient // required
 	Prefix   string                // key prefix, e.g. "smsgate:"
-	Streams  []string              // full keys of the event streams (queue.EventStreams()); required
+	Streams  []string              // full keys of the event streams, "<prefix>{b<N>}:events" (queue.EventStreams()); required
 	Group    string                // consumer group; default "webhook"
 	Consumer string                // consumer name; default "<hostname>-<pid>"
 	Resolver Resolver              // required
@@ -84,6 +84,7 @@ type Dispatcher struct {
 	opts      Options
 	rdb       redis.UniversalClient
 	keys      keys
+	buckets   map[string]int // stream key -> bucket number N, for event ids
 	http      *http.Client
 	rt        http.RoundTripper // hc's transport when hc is ours, else nil
 	log       *slog.Logger
@@ -97,6 +98,7 @@ type Dispatcher struct {
 	acks      chan ackItem
 	running   atomic.Bool
 	signers   *signers
+	targets   *targets
 	hdrJSON   []string // shared, read-only header values
 	hdrAgent  []string
 
@@ -120,6 +122,20 @@ func New(opts Options) (*Dispatcher, error) {
 	}
 	if opts.Resolver == nil {
 		return nil, errors.New("webhook: Resolver is required")
+	}
+	// Event ids of new-format entries name the bucket (event.go): each
+	// stream must name one, and no two streams the same.
+	buckets := make(map[string]int, len(opts.Streams))
+	byBucket := make(map[int]string, len(opts.Streams))
+	for _, st := range opts.Streams {
+		n, ok := bucketOf(st)
+		if !ok {
+			return nil, fmt.Errorf("webhook: stream %q is not a bucket stream \"<prefix>{b<N>}:events\"", st)
+		}
+		if other, dup := byBucket[n]; dup && other != st {
+			return nil, fmt.Errorf("webhook: streams %q and %q are both bucket %d", other, st, n)
+		}
+		buckets[st], byBucket[n] = n, st
 	}
 	if opts.Group == "" {
 		opts.Group = "webhook"
@@ -179,6 +195,7 @@ func New(opts Options) (*Dispatcher, error) {
 		opts:      opts,
 		rdb:       opts.Client,
 		keys:      keys{prefix: opts.Prefix},
+		buckets:   buckets,
 		http:      hc,
 		rt:        rt,
 		log:       opts.Logger.With("component", "webhook"),
@@ -190,6 +207,7 @@ func New(opts Options) (*Dispatcher, error) {
 		ackLinger: min(opts.PollInterval, 50*time.Millisecond),
 		lastErr:   map[string]string{},
 		signers:   newSigners(),
+		targets:   newTargets(),
 		hdrJSON:   []string{"application/json"},
 		hdrAgent:  []string{"smsgate-webhook"},
 	}
@@ -222,7 +240,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	if err := d.createGroups(ctx); err != nil {
 		return err
 	}
-	d.acks = make(chan ackItem, 1024)
+	d.acks = make(chan ackItem, 4*ackBatch) // room for what gathers while ackLoop lingers
 	var ackWG sync.WaitGroup
 	ackWG.Go(func() { d.ackLoop(ctx) })
 
@@ -460,12 +478,69 @@ func (d *Dispatcher) spill(ctx context.Context, js []*job) {
 	}
 }
 
+// target is what every attempt to one webhook URL shares: its endpoint id
+// and a request template (method and parsed URL), so neither the SHA-256 of
+// the URL nor the URL parsing is redone per event.
+type target struct {
+	id   string        // endpointID(URL)
+	tmpl *http.Request // POST to URL without context, header or body; nil when err is set
+	err  error         // the URL does not make a request
+}
+
+// targets caches a target per URL.
+type targets struct {
+	mu sync.Mutex
+	m  map[string]*target
+}
+
+// maxTargets bounds the targets kept: URLs change only on reload.
+const maxTargets = 256
+
+func newTargets() *targets { return &targets{m: map[string]*target{}} }
+
+func (ts *targets) get(url string) *target {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if t, ok := ts.m[url]; ok {
+		return t
+	}
+	if len(ts.m) >= maxTargets {
+		clear(ts.m)
+	}
+	t := &target{id: endpointID(url)}
+	// The template's URL is shared, read-only, by every request made from it.
+	t.tmpl, t.err = http.NewRequest(http.MethodPost, url, nil)
+	ts.m[url] = t
+	return t
+}
+
+// request returns a POST of body to t's URL with ctx, as
+// http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body)) would
+// make it (GetBody included, so a request on a connection the server closed
+// meanwhile is retried), and an empty header of room for n keys.
+func (t *target) request(ctx context.Context, body []byte, n int) (*http.Request, error) {
+	if t.err != nil {
+		return nil, t.err
+	}
+	req := t.tmpl.WithContext(ctx)
+	req.Header = make(http.Header, n)
+	// An io.NopCloser around a *bytes.Reader, which net/http knows to be in
+	// memory: the headers and the body then go out in one write.
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	req.ContentLength = int64(len(body))
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	return req, nil
+}
+
 // post makes one attempt. A nil error means a 2xx answer.
 func (d *Dispatcher) post(ctx context.Context, j *job) error {
 	ctx, cancel := context.WithTimeout(ctx, d.opts.Timeout)
 	defer cancel()
 	body := j.payload()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, j.target.URL, bytes.NewReader(body))
+	if j.tgt == nil { // resolve sets it; a job built elsewhere may lack it
+		j.tgt = d.targets.get(j.target.URL)
+	}
+	req, err := j.tgt.request(ctx, body, 4)
 	if err != nil {
 		return fmt.Errorf("webhook request: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -161,6 +162,68 @@ func expectedBody(id string) string {
 	return `{"id":"` + id + `","type":"message.status","created_at":"2025-01-02T03:04:05.123456789Z","data":{"id": "msg_` + id + `", "status": "delivered", "client_ref": "r"}}`
 }
 
+// bucketStream is the event stream of bucket n, as queue.EventStreams names it.
+func bucketStream(prefix string, n int) string { return fmt.Sprintf("%s{b%d}:events", prefix, n) }
+
+// entryFormats are the two stream entry formats the webhook reads.
+var entryFormats = []string{"old", "new"}
+
+// events writes test events in one entry format and remembers the body each
+// must be delivered with.
+type events struct {
+	t      testing.TB
+	c      *redis.Client
+	format string // "old" or "new"
+	mu     sync.Mutex
+	bodies map[string]string // event id -> expected body
+}
+
+func newEvents(t testing.TB, c *redis.Client, format string) *events {
+	return &events{t: t, c: c, format: format, bodies: map[string]string{}}
+}
+
+var bucketStreamRE = regexp.MustCompile(`\{b([0-9]+)\}:events$`)
+
+// add appends the event called name for org to stream and returns its event
+// id. In the old format (as versions before the change queue it) the entry
+// has the fields id (name), type, org, data and at. In the new one it has
+// type, org and data only: the id is "evt_b<N>_<ms>_<seq>" from the bucket
+// and the stream entry ID, created_at the entry ID's milliseconds.
+func (e *events) add(stream, name, org string) string {
+	e.t.Helper()
+	data := `{"id": "msg_` + name + `", "status": "delivered", "client_ref": "r"}`
+	values := []any{"type", "message.status", "org", org, "data", data}
+	id, at := name, "2025-01-02T03:04:05.123456789Z"
+	if e.format == "old" {
+		values = append(values, "id", name, "at", at)
+	}
+	entryID, err := e.c.XAdd(context.Background(), &redis.XAddArgs{Stream: stream, Values: values}).Result()
+	require.NoError(e.t, err)
+	if e.format == "new" {
+		bucket := bucketStreamRE.FindStringSubmatch(stream)
+		require.NotNil(e.t, bucket, stream)
+		ms, seq, ok := strings.Cut(entryID, "-")
+		require.True(e.t, ok, entryID)
+		msec, err := strconv.ParseInt(ms, 10, 64)
+		require.NoError(e.t, err)
+		id = "evt_b" + bucket[1] + "_" + ms + "_" + seq
+		at = time.UnixMilli(msec).UTC().Format("2006-01-02T15:04:05.000Z")
+	}
+	e.mu.Lock()
+	e.bodies[id] = `{"id":"` + id + `","type":"message.status","created_at":"` + at + `","data":` + data + `}`
+	e.mu.Unlock()
+	return id
+}
+
+// body is the body event id must be delivered with.
+func (e *events) body(id string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	b, ok := e.bodies[id]
+	require.True(e.t, ok, "unknown event id %q", id)
+	return b
+}
+
 func fastOptions(c *redis.Client, prefix string, r Resolver, streams ...string) Options {
 	return Options{
 		Client: c, Prefix: prefix, Streams: streams, Resolver: r, Consumer: "c1",
@@ -213,12 +276,20 @@ func retryCount(t testing.TB, c *redis.Client, prefix string) int {
 }
 
 func TestDeliverSuccess(t *testing.T) {
+	for _, format := range entryFormats {
+		t.Run(format, func(t *testing.T) { testDeliverSuccess(t, format) })
+	}
+}
+
+func testDeliverSuccess(t *testing.T, format string) {
 	c, prefix := testRedis(t)
-	stream := prefix + "events:0"
+	stream := bucketStream(prefix, 0)
 	s := newSink(t, "sec-a")
 	r := &orgs{m: map[string]Endpoint{"acme": {URL: s.srv.URL + "/events", Secret: "sec-a"}}}
+	evs := newEvents(t, c, format)
+	want := map[string]bool{}
 	for i := range 3 {
-		addEvent(t, c, stream, fmt.Sprintf("evt_%d", i), "acme")
+		want[evs.add(stream, fmt.Sprintf("evt_%d", i), "acme")] = true
 	}
 	opts := fastOptions(c, prefix, r, stream)
 	reg := prometheus.NewRegistry()
@@ -226,9 +297,10 @@ func TestDeliverSuccess(t *testing.T) {
 	d, _ := start(t, opts)
 
 	require.Eventually(t, func() bool { return len(s.delivered()) == 3 }, 5*time.Second, 10*time.Millisecond)
+	require.Equal(t, want, s.delivered())
 	for _, got := range s.deliveries() {
 		require.Equal(t, "application/json", got.contentType)
-		require.Equal(t, expectedBody(got.eventID), string(got.body))
+		require.Equal(t, evs.body(got.eventID), string(got.body))
 		var doc map[string]any
 		require.NoError(t, json.Unmarshal(got.body, &doc))
 		require.Equal(t, got.eventID, doc["id"])
@@ -247,8 +319,14 @@ func TestDeliverSuccess(t *testing.T) {
 }
 
 func TestRetryThenSuccess(t *testing.T) {
+	for _, format := range entryFormats {
+		t.Run(format, func(t *testing.T) { testRetryThenSuccess(t, format) })
+	}
+}
+
+func testRetryThenSuccess(t *testing.T, format string) {
 	c, prefix := testRedis(t)
-	streams := []string{prefix + "events:0", prefix + "events:1"} // two streams: the pipelined read
+	streams := []string{bucketStream(prefix, 0), bucketStream(prefix, 1)} // two streams: the pipelined read
 	s := newSink(t, "sec")
 	s.set(func(id string, try int) int {
 		if try == 0 {
@@ -257,8 +335,8 @@ func TestRetryThenSuccess(t *testing.T) {
 		return http.StatusOK
 	})
 	r := &orgs{m: map[string]Endpoint{"acme": {URL: s.srv.URL, Secret: "sec"}}}
-	addEvent(t, c, streams[0], "evt_a", "acme")
-	addEvent(t, c, streams[1], "evt_b", "acme")
+	evs := newEvents(t, c, format)
+	ids := []string{evs.add(streams[0], "evt_a", "acme"), evs.add(streams[1], "evt_b", "acme")}
 	d, _ := start(t, fastOptions(c, prefix, r, streams...))
 
 	require.Eventually(t, func() bool { return len(s.delivered()) == 2 }, 5*time.Second, 10*time.Millisecond)
@@ -267,11 +345,11 @@ func TestRetryThenSuccess(t *testing.T) {
 		byID[got.eventID] = append(byID[got.eventID], got)
 		checkSignature(t, "sec", got)
 	}
-	for _, id := range []string{"evt_a", "evt_b"} {
+	for _, id := range ids {
 		require.Len(t, byID[id], 2, id)
 		require.Equal(t, http.StatusInternalServerError, byID[id][0].status)
 		require.Equal(t, byID[id][0].body, byID[id][1].body, "body must be identical on retry")
-		require.Equal(t, expectedBody(id), string(byID[id][1].body))
+		require.Equal(t, evs.body(id), string(byID[id][1].body))
 	}
 	require.Eventually(t, func() bool {
 		return pendingCount(t, c, streams[0])+pendingCount(t, c, streams[1]) == 0 && retryCount(t, c, prefix) == 0
@@ -281,7 +359,7 @@ func TestRetryThenSuccess(t *testing.T) {
 
 func TestTimeoutIsFailure(t *testing.T) {
 	c, prefix := testRedis(t)
-	stream := prefix + "events:0"
+	stream := bucketStream(prefix, 0)
 	s := newSink(t, "sec")
 	s.delay = func(_ string, try int) time.Duration {
 		if try == 0 {
@@ -300,25 +378,33 @@ func TestTimeoutIsFailure(t *testing.T) {
 	require.Equal(t, 1.0, counterValue(d.m.deliveries.WithLabelValues("success")))
 }
 
+// TestRestartDeliversEverything: events that failed (retry set), events a
+// dead consumer held (claimed) and events written while no daemon ran are
+// all delivered once the endpoint is back, with the ids and bodies they were
+// first attempted with. With "old" entries before the restart and new ones
+// after, it is also an upgrade.
 func TestRestartDeliversEverything(t *testing.T) {
+	for _, format := range entryFormats {
+		t.Run(format, func(t *testing.T) { testRestartDeliversEverything(t, format) })
+	}
+}
+
+func testRestartDeliversEverything(t *testing.T, format string) {
 	c, prefix := testRedis(t)
-	stream := prefix + "events:0"
+	stream := bucketStream(prefix, 0)
 	s := newSink(t, "sec")
 	s.set(func(string, int) int { return http.StatusServiceUnavailable }) // endpoint down
 	r := &orgs{m: map[string]Endpoint{"acme": {URL: s.srv.URL, Secret: "sec"}}}
+	evs := newEvents(t, c, format)
 	want := map[string]bool{}
 	for i := range 20 {
-		id := fmt.Sprintf("evt_%02d", i)
-		want[id] = true
-		addEvent(t, c, stream, id, "acme")
+		want[evs.add(stream, fmt.Sprintf("evt_%02d", i), "acme")] = true
 	}
 	// A consumer that read three entries and died before acknowledging them.
 	ctx := context.Background()
 	require.NoError(t, c.XGroupCreateMkStream(ctx, stream, "webhook", "0").Err())
 	for i := range 3 {
-		id := fmt.Sprintf("evt_crashed_%d", i)
-		want[id] = true
-		addEvent(t, c, stream, id, "acme")
+		want[evs.add(stream, fmt.Sprintf("evt_crashed_%d", i), "acme")] = true
 	}
 	_, err := c.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "webhook", Consumer: "crashed", Streams: []string{stream, ">"}, Block: -1}).Result()
 	require.NoError(t, err)
@@ -329,12 +415,18 @@ func TestRestartDeliversEverything(t *testing.T) {
 	require.Eventually(t, func() bool { return len(s.deliveries()) >= 20 }, 5*time.Second, 10*time.Millisecond)
 	stop()
 	require.Empty(t, s.delivered())
+	first := map[string]string{} // event id -> body of its first attempt
+	for _, got := range s.deliveries() {
+		if _, ok := first[got.eventID]; !ok {
+			first[got.eventID] = string(got.body)
+		}
+	}
 
-	// While stopped, more events arrive and the endpoint comes back.
+	// While stopped, more events arrive (from an upgraded queue: new
+	// format) and the endpoint comes back.
+	evs.format = "new"
 	for i := range 5 {
-		id := fmt.Sprintf("evt_late_%d", i)
-		want[id] = true
-		addEvent(t, c, stream, id, "acme")
+		want[evs.add(stream, fmt.Sprintf("evt_late_%d", i), "acme")] = true
 	}
 	s.set(func(string, int) int { return http.StatusOK })
 	opts.Consumer = "c2" // a new process, a new name
@@ -345,19 +437,68 @@ func TestRestartDeliversEverything(t *testing.T) {
 	require.Equal(t, want, s.delivered())
 	for _, got := range s.deliveries() {
 		checkSignature(t, "sec", got)
-		require.Equal(t, expectedBody(got.eventID), string(got.body))
+		if b, ok := first[got.eventID]; ok {
+			require.Equal(t, b, string(got.body), "body changed between attempts")
+		}
+		require.Equal(t, evs.body(got.eventID), string(got.body))
 	}
 	require.Eventually(t, func() bool { return pendingCount(t, c, stream) == 0 && retryCount(t, c, prefix) == 0 },
 		5*time.Second, 20*time.Millisecond)
 }
 
+// TestRedeliveredEntryKeepsID: a stream entry read again after it was
+// delivered (its XACK lost, here: the group rewound) is sent by another
+// daemon with the same event id and body, so receivers de-duplicate it.
+func TestRedeliveredEntryKeepsID(t *testing.T) {
+	for _, format := range entryFormats {
+		t.Run(format, func(t *testing.T) {
+			c, prefix := testRedis(t)
+			streams := []string{bucketStream(prefix, 4), bucketStream(prefix, 5)}
+			s := newSink(t, "sec")
+			r := &orgs{m: map[string]Endpoint{"acme": {URL: s.srv.URL, Secret: "sec"}}}
+			evs := newEvents(t, c, format)
+			want := map[string]bool{}
+			for i := range 4 {
+				want[evs.add(streams[i%2], fmt.Sprintf("evt_%d", i), "acme")] = true
+			}
+			opts := fastOptions(c, prefix, r, streams...)
+			_, stop := start(t, opts)
+			require.Eventually(t, func() bool { return len(s.delivered()) == 4 }, 5*time.Second, 10*time.Millisecond)
+			stop()
+			for _, st := range streams {
+				require.Eventually(t, func() bool { return pendingCount(t, c, st) == 0 }, 2*time.Second, 10*time.Millisecond)
+				require.NoError(t, c.XGroupSetID(context.Background(), st, "webhook", "0").Err())
+			}
+			opts.Consumer, opts.Registerer = "c2", prometheus.NewRegistry()
+			start(t, opts)
+			require.Eventually(t, func() bool { return len(s.deliveries()) == 8 }, 5*time.Second, 10*time.Millisecond)
+			require.Equal(t, want, s.delivered())
+			n := map[string]int{}
+			for _, got := range s.deliveries() {
+				n[got.eventID]++
+				require.Equal(t, evs.body(got.eventID), string(got.body))
+			}
+			for id := range want {
+				require.Equal(t, 2, n[id], id)
+			}
+		})
+	}
+}
+
 func TestDeadLetterAndRedeliver(t *testing.T) {
+	for _, format := range entryFormats {
+		t.Run(format, func(t *testing.T) { testDeadLetterAndRedeliver(t, format) })
+	}
+}
+
+func testDeadLetterAndRedeliver(t *testing.T, format string) {
 	c, prefix := testRedis(t)
-	stream := prefix + "events:0"
+	stream := bucketStream(prefix, 2)
 	s := newSink(t, "sec")
 	s.set(func(string, int) int { return http.StatusInternalServerError })
 	r := &orgs{m: map[string]Endpoint{"acme": {URL: s.srv.URL, Secret: "sec"}}}
-	addEvent(t, c, stream, "evt_dead", "acme")
+	evs := newEvents(t, c, format)
+	id := evs.add(stream, "evt_dead", "acme")
 	opts := fastOptions(c, prefix, r, stream)
 	opts.RetryFor = 300 * time.Millisecond
 	d, _ := start(t, opts)
@@ -370,10 +511,10 @@ func TestDeadLetterAndRedeliver(t *testing.T) {
 		require.NoError(t, err)
 		return len(dl) == 1
 	}, 5*time.Second, 10*time.Millisecond)
-	require.Equal(t, "evt_dead", dl[0].EventID)
+	require.Equal(t, id, dl[0].EventID)
 	require.Equal(t, "acme", dl[0].Org)
 	require.Equal(t, s.srv.URL, dl[0].URL)
-	require.Equal(t, expectedBody("evt_dead"), string(dl[0].Body))
+	require.Equal(t, evs.body(id), string(dl[0].Body))
 	require.GreaterOrEqual(t, dl[0].Attempts, 2)
 	require.Contains(t, dl[0].LastError, "500")
 	require.GreaterOrEqual(t, dl[0].DeadAt.Sub(dl[0].FirstAttemptAt), 300*time.Millisecond)
@@ -384,10 +525,10 @@ func TestDeadLetterAndRedeliver(t *testing.T) {
 
 	require.ErrorIs(t, d.Redeliver(ctx, "evt_nope"), ErrNotFound)
 	s.set(func(string, int) int { return http.StatusOK })
-	require.NoError(t, d.Redeliver(ctx, "evt_dead"))
-	require.Eventually(t, func() bool { return s.delivered()["evt_dead"] }, 5*time.Second, 10*time.Millisecond)
+	require.NoError(t, d.Redeliver(ctx, id))
+	require.Eventually(t, func() bool { return s.delivered()[id] }, 5*time.Second, 10*time.Millisecond)
 	last := s.deliveries()[len(s.deliveries())-1]
-	require.Equal(t, expectedBody("evt_dead"), string(last.body))
+	require.Equal(t, evs.body(id), string(last.body))
 	checkSignature(t, "sec", last)
 	dl, err := d.DeadLetters(ctx, 10)
 	require.NoError(t, err)
@@ -397,7 +538,7 @@ func TestDeadLetterAndRedeliver(t *testing.T) {
 
 func TestNoEndpointIsDeadLettered(t *testing.T) {
 	c, prefix := testRedis(t)
-	stream := prefix + "events:0"
+	stream := bucketStream(prefix, 0)
 	r := &orgs{m: map[string]Endpoint{}}
 	addEvent(t, c, stream, "evt_orphan", "ghost")
 	d, _ := start(t, fastOptions(c, prefix, r, stream))
@@ -423,7 +564,7 @@ func TestNoEndpointIsDeadLettered(t *testing.T) {
 
 func TestFairness(t *testing.T) {
 	c, prefix := testRedis(t)
-	stream := prefix + "events:0"
+	stream := bucketStream(prefix, 0)
 	dead := newSink(t, "x")
 	dead.delay = func(string, int) time.Duration { return 10 * time.Second } // never answers in time
 	live := newSink(t, "y")
@@ -457,24 +598,36 @@ func TestNewValidates(t *testing.T) {
 	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 	defer c.Close()
 	r := &orgs{}
-	_, err := New(Options{Streams: []string{"s"}, Resolver: r})
+	_, err := New(Options{Streams: []string{"{b0}:events"}, Resolver: r})
 	require.ErrorContains(t, err, "Client")
 	_, err = New(Options{Client: c, Resolver: r})
 	require.ErrorContains(t, err, "Streams")
-	_, err = New(Options{Client: c, Streams: []string{"s"}})
+	_, err = New(Options{Client: c, Streams: []string{"{b0}:events"}})
 	require.ErrorContains(t, err, "Resolver")
-	_, err = New(Options{Client: c, Streams: []string{"s"}, Resolver: r, MinBackoff: time.Minute, MaxBackoff: time.Second})
+	_, err = New(Options{Client: c, Streams: []string{"{b0}:events"}, Resolver: r, MinBackoff: time.Minute, MaxBackoff: time.Second})
 	require.ErrorContains(t, err, "MaxBackoff")
-	d, err := New(Options{Client: c, Streams: []string{"s"}, Resolver: r})
+	_, err = New(Options{Client: c, Streams: []string{"sg:{b0}:events", "sg:events:1"}, Resolver: r})
+	require.ErrorContains(t, err, `stream "sg:events:1" is not a bucket stream`)
+	_, err = New(Options{Client: c, Streams: []string{"a:{b3}:events", "b:{b3}:events"}, Resolver: r})
+	require.ErrorContains(t, err, "both bucket 3")
+	d, err := New(Options{Client: c, Streams: []string{"{b0}:events"}, Resolver: r})
 	require.NoError(t, err)
 	require.Equal(t, "webhook", d.opts.Group)
 	require.NotEmpty(t, d.opts.Consumer)
 	require.Equal(t, 24*time.Hour, d.opts.RetryFor)
 }
 
+// BenchmarkDeliver delivers b.N events from one stream to a receiver in this
+// process, with entries in the new format and the old one.
 func BenchmarkDeliver(b *testing.B) {
+	for _, format := range entryFormats {
+		b.Run(format, func(b *testing.B) { benchDeliver(b, format) })
+	}
+}
+
+func benchDeliver(b *testing.B, format string) {
 	c, prefix := testRedis(b)
-	stream := prefix + "events:0"
+	stream := bucketStream(prefix, 0)
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.WriteHeader(http.StatusNoContent)
@@ -498,11 +651,7 @@ func BenchmarkDeliver(b *testing.B) {
 	b.ResetTimer()
 	p := c.Pipeline()
 	for i := range b.N {
-		p.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{
-			"id", "evt_" + strconv.Itoa(i), "type", "message.status", "org", "acme",
-			"data", `{"id":"msg_1","status":"delivered","client_ref":"","carrier_message_id":"abc"}`,
-			"at", "2025-01-02T03:04:05.123456789Z",
-		}})
+		p.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: benchValues(format, i)})
 		if p.Len() == 500 {
 			_, _ = p.Exec(ctx)
 		}
@@ -556,7 +705,7 @@ func TestKeysShareSlot(t *testing.T) {
 
 func TestRunTwiceAfterStop(t *testing.T) {
 	c, prefix := testRedis(t)
-	stream := prefix + "events:0"
+	stream := bucketStream(prefix, 0)
 	s := newSink(t, "sec")
 	r := &orgs{m: map[string]Endpoint{"acme": {URL: s.srv.URL, Secret: "sec"}}}
 	d, err := New(fastOptions(c, prefix, r, stream))
@@ -575,7 +724,7 @@ func TestRunTwiceAfterStop(t *testing.T) {
 
 func TestDeadEndpointBacklogExpires(t *testing.T) {
 	c, prefix := testRedis(t)
-	stream := prefix + "events:0"
+	stream := bucketStream(prefix, 0)
 	s := newSink(t, "sec")
 	s.set(func(string, int) int { return http.StatusBadGateway })
 	r := &orgs{m: map[string]Endpoint{"acme": {URL: s.srv.URL, Secret: "sec"}}}
@@ -603,7 +752,7 @@ func TestDeadEndpointBacklogExpires(t *testing.T) {
 
 func TestStopLetsInFlightFinish(t *testing.T) {
 	c, prefix := testRedis(t)
-	stream := prefix + "events:0"
+	stream := bucketStream(prefix, 0)
 	s := newSink(t, "sec")
 	s.delay = func(string, int) time.Duration { return 300 * time.Millisecond }
 	r := &orgs{m: map[string]Endpoint{"acme": {URL: s.srv.URL, Secret: "sec"}}}
@@ -618,7 +767,7 @@ func TestStopLetsInFlightFinish(t *testing.T) {
 
 func TestCredentialsInURLAndNoRedirects(t *testing.T) {
 	c, prefix := testRedis(t)
-	stream := prefix + "events:0"
+	stream := bucketStream(prefix, 0)
 	var mu sync.Mutex
 	var auths []string
 	var redirected int
@@ -689,7 +838,7 @@ func TestReadPaths(t *testing.T) {
 			c, prefix := testRedis(t)
 			streams := make([]string, 16)
 			for i := range streams {
-				streams[i] = fmt.Sprintf("%sevents:{%d}", prefix, i)
+				streams[i] = bucketStream(prefix, i)
 			}
 			s := newSink(t, "sec")
 			r := &orgs{m: map[string]Endpoint{"acme": {URL: s.srv.URL, Secret: "sec"}}}
@@ -698,20 +847,39 @@ func TestReadPaths(t *testing.T) {
 			opts.ReadCount = 32
 			_, stop := start(t, opts)
 
+			// Entries of both formats (as after an upgrade), in one pipeline.
 			want := map[string]bool{}
 			p := c.Pipeline()
+			type added struct {
+				stream string
+				id     string // old format; "" new format
+				cmd    *redis.StringCmd
+			}
+			var adds []added
 			for i := range 300 {
 				st := streams[0] // the busy one
 				if i%10 == 0 {
 					st = streams[1+i/10%15]
 				}
-				id := fmt.Sprintf("evt_%03d", i)
-				want[id] = true
-				p.XAdd(context.Background(), &redis.XAddArgs{Stream: st, Values: []any{
-					"id", id, "type", "message.status", "org", "acme", "data", `{"n":1}`, "at", "2025-01-02T03:04:05Z"}})
+				values := []any{"type", "message.status", "org", "acme", "data", `{"n":1}`}
+				id := ""
+				if i%2 == 0 {
+					id = fmt.Sprintf("evt_%03d", i)
+					values = append(values, "id", id, "at", "2025-01-02T03:04:05Z")
+				}
+				adds = append(adds, added{st, id, p.XAdd(context.Background(), &redis.XAddArgs{Stream: st, Values: values})})
 			}
 			_, err := p.Exec(context.Background())
 			require.NoError(t, err)
+			for _, a := range adds {
+				id := a.id
+				if id == "" {
+					n := bucketStreamRE.FindStringSubmatch(a.stream)[1]
+					id = "evt_b" + n + "_" + strings.Replace(a.cmd.Val(), "-", "_", 1)
+				}
+				want[id] = true
+			}
+			require.Len(t, want, 300)
 			require.Eventually(t, func() bool { return len(s.delivered()) == len(want) }, 5*time.Second, 10*time.Millisecond)
 			require.Equal(t, want, s.delivered())
 			require.Eventually(t, func() bool {
@@ -732,7 +900,7 @@ func TestReadPaths(t *testing.T) {
 
 func TestDeletedStreamRecovers(t *testing.T) {
 	c, prefix := testRedis(t)
-	streams := []string{prefix + "events:0", prefix + "events:1"}
+	streams := []string{bucketStream(prefix, 0), bucketStream(prefix, 1)}
 	s := newSink(t, "sec")
 	r := &orgs{m: map[string]Endpoint{"acme": {URL: s.srv.URL, Secret: "sec"}}}
 	start(t, fastOptions(c, prefix, r, streams...))
@@ -759,8 +927,11 @@ func TestEmbeddedStoreDelivers(t *testing.T) {
 	streams := []string{"sg:{b0}:events", "sg:{b1}:events"}
 	_, stop := start(t, fastOptions(c, "sg:", r, streams...))
 	defer stop()
-	for i, st := range streams {
-		addEvent(t, c, st, fmt.Sprintf("evt_%d", i), "acme")
+	want := map[string]bool{}
+	for i, format := range entryFormats {
+		evs := newEvents(t, c, format)
+		want[evs.add(streams[i], fmt.Sprintf("evt_%d", i), "acme")] = true
 	}
 	require.Eventually(t, func() bool { return len(s.delivered()) == 2 }, 5*time.Second, 10*time.Millisecond)
+	require.Equal(t, want, s.delivered())
 }
