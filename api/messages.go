@@ -241,12 +241,13 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := queue.EnqueueRequest{
-		Msg:         msg,
-		Interval:    p.sender.interval,
-		MaxDepth:    st.maxPer,
-		Response:    respJSON,
-		Notice:      s.notice(oe, msg),
-		CheckOptOut: true,
+		Msg:          msg,
+		Interval:     p.sender.interval,
+		MaxDepth:     st.maxPer,
+		Response:     respJSON,
+		Notice:       s.notice(oe, msg),
+		CheckOptOut:  true,
+		StatusEvents: oe.statusEvents,
 	}
 	if idemKey != "" {
 		// Enqueue deduplicates the key within the sender's queue; this binds

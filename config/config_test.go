@@ -20,6 +20,8 @@ import (
 var badFixtures = map[string][]string{
 	"admin_token_hex":          {`admin.token_sha256: must be 64 hex characters (a SHA-256; see smsgate hash-key)`},
 	"api_key_hex":              {`org[0].api_key_sha256[0]: must be 64 hex characters (a SHA-256; see smsgate hash-key)`},
+	"status_events_unknown":    {`webhook.status_events[1]: must be one of sent, delivered, undelivered, failed, expired (got "DLR")`},
+	"org_status_events_empty":  {`org[0].webhook_status_events: lists no status (remove the key to receive every status event)`},
 	"bad_duration":             {`webhook.timeout: invalid duration "5" (use a Go duration such as "30s", "5m", "4h")`},
 	"bad_e164":                 {`org[0].number[0].e164: "15550001111" is not an E.164 number (+ then 8 to 15 digits, the first not 0)`},
 	"bad_kind":                 {`org[0].number[0].kind: must be one of long_code, toll_free, short_code (got "longcode")`},

@@ -86,6 +86,9 @@ type Webhook struct {
 	MinBackoff time.Duration `toml:"min_backoff"` // default 1s
 	MaxBackoff time.Duration `toml:"max_backoff"` // default 10m
 	Workers    int           `toml:"workers"`     // default 8 concurrent POSTs
+	// StatusEvents, when set, are the only statuses sent as message.status
+	// events (like Kannel's dlr-mask); unset: every change after queued.
+	StatusEvents []string `toml:"status_events"`
 }
 
 // Screening selects the content rules file.
@@ -158,17 +161,19 @@ type Route struct {
 
 // Org is one customer organisation.
 type Org struct {
-	ID               string            `toml:"id"`
-	Name             string            `toml:"name"`
-	APIKeySHA256     []string          `toml:"api_key_sha256"`
-	HelpText         string            `toml:"help_text"`
-	StopText         string            `toml:"stop_text"`  // confirmation of an opt-out; default names the org
-	StartText        string            `toml:"start_text"` // confirmation of an opt-in; default names the org
-	WebhookURL       string            `toml:"webhook_url"`
-	WebhookSecret    string            `toml:"webhook_secret"`
-	WebhookSecretEnv string            `toml:"webhook_secret_env"`
-	Screening        map[string]string `toml:"screening"` // category -> warn | block | allow
-	Numbers          []Number          `toml:"number"`
+	ID               string   `toml:"id"`
+	Name             string   `toml:"name"`
+	APIKeySHA256     []string `toml:"api_key_sha256"`
+	HelpText         string   `toml:"help_text"`
+	StopText         string   `toml:"stop_text"`  // confirmation of an opt-out; default names the org
+	StartText        string   `toml:"start_text"` // confirmation of an opt-in; default names the org
+	WebhookURL       string   `toml:"webhook_url"`
+	WebhookSecret    string   `toml:"webhook_secret"`
+	WebhookSecretEnv string   `toml:"webhook_secret_env"`
+	// WebhookStatusEvents overrides webhook.status_events for this org.
+	WebhookStatusEvents []string          `toml:"webhook_status_events"`
+	Screening           map[string]string `toml:"screening"` // category -> warn | block | allow
+	Numbers             []Number          `toml:"number"`
 }
 
 // Number kinds.
@@ -186,4 +191,19 @@ type Number struct {
 	Carrier    string  `toml:"carrier"`
 	Rate       float64 `toml:"rate"` // segments per second; 0 = the kind's default
 	MMS        *bool   `toml:"mms"`  // nil = default (false for toll_free, true otherwise)
+}
+
+// StatusEvents are the message statuses a status_events list may name.
+func StatusEvents() []string {
+	return []string{"sent", "delivered", "undelivered", "failed", "expired"}
+}
+
+// StatusEventsFor returns the statuses whose message.status events org o
+// receives: its webhook_status_events, else webhook.status_events, else nil
+// (every status).
+func (c *Config) StatusEventsFor(o *Org) []string {
+	if o != nil && o.WebhookStatusEvents != nil {
+		return o.WebhookStatusEvents
+	}
+	return c.Webhook.StatusEvents
 }

@@ -90,6 +90,30 @@ func (v *validator) oneOf(path, value string, allowed ...string) {
 	v.add(path, "must be one of %s (got %q)", strings.Join(allowed, ", "), value)
 }
 
+// statusEvents checks a status_events list: nil (unset) is every status;
+// an empty list is refused, since it would silence every status event.
+func (v *validator) statusEvents(path string, list []string) {
+	if list == nil {
+		return
+	}
+	if len(list) == 0 {
+		v.add(path, "lists no status (remove the key to receive every status event)")
+		return
+	}
+	seen := map[string]bool{}
+	for i, s := range list {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		if !slices.Contains(StatusEvents(), s) {
+			v.add(p, "must be one of %s (got %q)", strings.Join(StatusEvents(), ", "), s)
+			continue
+		}
+		if seen[s] {
+			v.add(p, "%q is listed twice", s)
+		}
+		seen[s] = true
+	}
+}
+
 func (v *validator) sha256(path, value string) {
 	if !sha256RE.MatchString(value) {
 		v.add(path, "must be 64 hex characters (a SHA-256; see smsgate hash-key)")
@@ -179,6 +203,7 @@ func (c *Config) problems() []Problem {
 	if w.Workers < 1 {
 		v.add("webhook.workers", "must be at least 1, got %d", w.Workers)
 	}
+	v.statusEvents("webhook.status_events", w.StatusEvents)
 
 	if c.Screening.Rules != "" {
 		v.readable("screening.rules", c.Screening.Rules)
@@ -372,6 +397,7 @@ func (c *Config) validateOrgs(v *validator, carriers map[string]bool) {
 		if o.WebhookURL != "" {
 			v.webhookURL(op+".webhook_url", o.WebhookURL)
 		}
+		v.statusEvents(op+".webhook_status_events", o.WebhookStatusEvents)
 		for _, cat := range slices.Sorted(maps.Keys(o.Screening)) {
 			v.oneOf(joinPath(op+".screening", cat), o.Screening[cat], "warn", "block", "allow")
 		}

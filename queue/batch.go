@@ -345,17 +345,18 @@ func (q *Queue) RenewMany(ctx context.Context, cs []Claimed, d time.Duration) []
 }
 
 // ApplyReceipts applies several receipts (see ApplyReceipt) in two round
-// trips (three when some message is indexed but not acked yet): one
-// pipeline resolving every carrier id, one applying the receipt scripts.
-// Results are in the order of rs, each with its own Err; the error joins
-// those errors (nil when every receipt was applied or held).
+// trips: one pipeline reading every carrier id's index entry, one applying
+// the receipt scripts. Receipts whose carrier id is not indexed yet take a
+// third (the resolve script, which reads the index again and holds the
+// receipt when it is still missing), and a fourth when some message is
+// indexed but not acked yet. Results are in the order of rs, each with its
+// own Err; the error joins those errors (nil when every receipt was applied
+// or held).
 func (q *Queue) ApplyReceipts(ctx context.Context, rs []Receipt) ([]ReceiptResult, error) {
 	out := make([]ReceiptResult, len(rs))
-	resolves := make([]*call, len(rs))
+	gets := make([]*redis.StringCmd, len(rs))
 	raws := make([]string, len(rs))
 	keys := make([]cidKeySet, len(rs))
-	hold := holdTTL.Milliseconds()
-	firstLook := us(q.heldMin)
 	pipe := q.rdb.Pipeline()
 	for i, r := range rs {
 		if r.State != message.StatusDelivered && r.State != message.StatusUndelivered {
@@ -369,25 +370,33 @@ func (q *Queue) ApplyReceipts(ctx context.Context, rs []Receipt) ([]ReceiptResul
 		}
 		raws[i] = string(raw)
 		keys[i] = q.cidKeySet(r.CarrierID)
-		resolves[i] = q.queueCall(ctx, pipe, scriptCIDResolve, []string{keys[i].index, keys[i].held, keys[i].set},
-			raw, hold, keys[i].cid, firstLook)
+		gets[i] = pipe.Get(ctx, keys[i].index)
 	}
 	if pipe.Len() > 0 {
 		_, _ = pipe.Exec(ctx)
 	}
-	var found []heldReceipt
-	var at []int
-	for i, c := range resolves {
+	values := make([]string, len(rs))
+	var misses []int
+	for i, c := range gets {
 		if c == nil {
 			continue
 		}
-		v, err := c.result(ctx, q).Text()
-		if errors.Is(err, redis.Nil) {
-			out[i].Held = true
-			continue
-		}
-		if err != nil {
+		v, err := c.Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			misses = append(misses, i)
+		case err != nil:
 			out[i].Err = fmt.Errorf("queue: receipt: %w", err)
+		default:
+			values[i] = v
+		}
+	}
+	q.resolveMisses(ctx, misses, raws, keys, values, out)
+
+	var found []heldReceipt
+	var at []int
+	for i, v := range values {
+		if v == "" {
 			continue
 		}
 		id, seg, ok := parseCIDValue(v)
@@ -413,6 +422,37 @@ func (q *Queue) ApplyReceipts(ctx context.Context, rs []Receipt) ([]ReceiptResul
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// resolveMisses runs the resolve script for the receipts rs[i], i in misses,
+// whose carrier id was not indexed when read: it reads the index again
+// (an ack may have run since) and holds the receipt when it is still missing
+// (out[i].Held), atomically, so an ack indexing the id in between cannot
+// miss it. Found index values go to values[i].
+func (q *Queue) resolveMisses(ctx context.Context, misses []int, raws []string, keys []cidKeySet, values []string, out []ReceiptResult) {
+	if len(misses) == 0 {
+		return
+	}
+	hold := holdTTL.Milliseconds()
+	firstLook := us(q.heldMin)
+	calls := make([]*call, len(misses))
+	pipe := q.rdb.Pipeline()
+	for j, i := range misses {
+		calls[j] = q.queueCall(ctx, pipe, scriptCIDResolve, []string{keys[i].index, keys[i].held, keys[i].set},
+			raws[i], hold, keys[i].cid, firstLook)
+	}
+	_, _ = pipe.Exec(ctx)
+	for j, i := range misses {
+		v, err := calls[j].result(ctx, q).Text()
+		switch {
+		case errors.Is(err, redis.Nil):
+			out[i].Held = true
+		case err != nil:
+			out[i].Err = fmt.Errorf("queue: receipt: %w", err)
+		default:
+			values[i] = v
+		}
+	}
 }
 
 // holdUnacked holds the receipts whose message was not acked yet (res[j]

@@ -26,14 +26,15 @@
 //	                              nh (history length), h1…h<nh> (history entries, one field per
 //	                              status change: "status|µs|<len of code>|<code><message>"; records
 //	                              written by older versions have hist, JSON lines, parsed first),
-//	                              cids (JSON array), ncid,
+//	                              cids (JSON array), ncid, ev (event filter: first letters of
+//	                              the statuses emitted; absent: all),
 //	                              r<seg> (receipt state per segment), dlv (delivered segments);
 //	                              expires Retention after it was sent or finished
 //	base+"idem:"+org+":"+key HASH h (request hash), r (response); TTL IdempotencyTTL
 //	base+"optout:"+from     SET   numbers that opted out of from
 //	base+"conv:"+from       SET   numbers with a started conversation (notice sent or texted first)
-//	base+"events"           STREAM id, type, org, data (JSON), at; MAXLEN ~ StreamMaxLen
-//	base+"evseq"            STRING event id counter
+//	base+"events"           STREAM type, org, data (JSON); MAXLEN ~ StreamMaxLen (entries
+//	                              written by older versions also have id and at)
 //
 // Carrier message ids hash (crc32 mod Buckets) to their own tag {c<N>}:
 //
@@ -76,8 +77,11 @@
 //
 // Events: every status change after queued (sent, delivered, undelivered,
 // failed, expired) appends a message.status entry to the bucket's stream in
-// the same script; AppendReceived appends message.received entries.
-// Event ids are "evt_<µs>_<bucket>_<seq>", unique per Redis dataset.
+// the same script, unless the message's event filter (EnqueueRequest.
+// StatusEvents) leaves that status out; AppendReceived appends
+// message.received entries. An event's id and time derive from its stream
+// entry id (the webhook names it "evt_b<bucket>_<ms>_<seq>"), unique per
+// Redis dataset; entries of older versions carry their own id and at fields.
 //
 // Scripts start with "#!lua" so Redis 7 refuses any key outside the slot of
 // the declared key; the queue falls back to plain scripts on a server that

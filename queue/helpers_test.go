@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -114,7 +115,14 @@ func events(t testing.TB, q *Queue, from string) []streamEvent {
 	out := make([]streamEvent, 0, len(xs))
 	for _, x := range xs {
 		s := func(k string) string { v, _ := x.Values[k].(string); return v }
-		out = append(out, streamEvent{s("id"), s("type"), s("org"), s("data"), s("at")})
+		// Event id and time come from the entry's stream id (the webhook
+		// derives them); the entry carries no field for either.
+		require.NotContains(t, x.Values, "id")
+		require.NotContains(t, x.Values, "at")
+		ms, err := strconv.ParseInt(strings.SplitN(x.ID, "-", 2)[0], 10, 64)
+		require.NoError(t, err)
+		at := time.UnixMilli(ms).UTC().Format(time.RFC3339Nano)
+		out = append(out, streamEvent{x.ID, s("type"), s("org"), s("data"), at})
 	}
 	return out
 }

@@ -40,6 +40,10 @@ type EnqueueRequest struct {
 	Notice *message.Message
 	// CheckOptOut refuses the message with ErrOptedOut if To opted out of From.
 	CheckOptOut bool
+	// StatusEvents, when not nil, are the only statuses whose message.status
+	// event is emitted for Msg and Notice (nil: every change after queued,
+	// API.md section 3). The status history is kept whatever it says.
+	StatusEvents []message.Status
 }
 
 // EnqueueResult is the outcome of a successful Enqueue.
@@ -69,6 +73,10 @@ func (q *Queue) Enqueue(ctx context.Context, r EnqueueRequest) (EnqueueResult, e
 			return EnqueueResult{}, err
 		}
 	}
+	ev, err := eventFilter(r.StatusEvents)
+	if err != nil {
+		return EnqueueResult{}, err
+	}
 	interval := us(r.Interval)
 	if r.Interval < 0 {
 		interval = -1
@@ -76,7 +84,8 @@ func (q *Queue) Enqueue(ctx context.Context, r EnqueueRequest) (EnqueueResult, e
 	args := []any{r.Msg.From, r.Msg.To, r.Msg.OrgID, r.IdempotencyKey, r.RequestHash, r.Response,
 		r.MaxDepth, interval, boolArg(r.CheckOptOut), q.opts.IdempotencyTTL.Milliseconds()}
 	args = append(append(args, msgArgs...), noticeArgs...)
-	res, err := q.run(ctx, scriptEnqueue, b, args...).Slice()
+	args = append(args, ev)
+	res, err := q.enqueue(ctx, b, args)
 	if err != nil {
 		return EnqueueResult{}, fmt.Errorf("queue: enqueue: %w", err)
 	}
@@ -118,6 +127,39 @@ func (q *Queue) msgArgs(b int, m *message.Message) ([]any, error) {
 		exp = m.ExpiresAt.UnixMicro()
 	}
 	return []any{m.ID, body, exp, m.Segments, m.ClientRef}, nil
+}
+
+// filterable are the statuses a message.status event filter may name, each
+// stored by its first letter (the scripts' finish checks it).
+var filterable = [...]message.Status{message.StatusSent, message.StatusDelivered,
+	message.StatusUndelivered, message.StatusFailed, message.StatusExpired}
+
+// eventFilter encodes statuses as the message field ev: "" when nil or when
+// every filterable status is named (the scripts then emit every event).
+func eventFilter(statuses []message.Status) (string, error) {
+	if statuses == nil {
+		return "", nil
+	}
+	var b []byte
+	for _, f := range filterable {
+		if slices.Contains(statuses, f) {
+			b = append(b, f[0])
+		}
+	}
+	for _, s := range statuses {
+		if !slices.Contains(filterable[:], s) {
+			return "", fmt.Errorf("queue: enqueue: status %q cannot be filtered (want one of sent, delivered, undelivered, failed, expired)", s)
+		}
+	}
+	if len(b) == len(filterable) {
+		return "", nil
+	}
+	if len(b) == 0 {
+		// No letter matches "ev" checks in finish; "-" is a filter that
+		// emits nothing (a status history is still kept).
+		return "-", nil
+	}
+	return string(b), nil
 }
 
 func kindLabel(k message.Kind) string {

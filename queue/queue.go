@@ -104,6 +104,8 @@ type Queue struct {
 
 	plain atomic.Bool // the server refused "#!lua" (miniredis)
 
+	comb combiner // batches concurrent Enqueue calls
+
 	offset atomic.Int64 // Redis clock minus this host's clock, microseconds
 
 	mu        sync.Mutex
@@ -320,7 +322,8 @@ func (q *Queue) cidBase(c int) string {
 }
 
 // EventStreams returns the keys of the per-bucket event streams. Entries
-// have the fields id (evt_…), type, org, data (JSON) and at (RFC 3339).
+// have the fields type, org and data (JSON); the event's id and time come
+// from the entry id (older entries also have id and at fields).
 func (q *Queue) EventStreams() []string {
 	s := make([]string, q.opts.Buckets)
 	for b := range s {

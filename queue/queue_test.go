@@ -83,7 +83,7 @@ func TestLifecycle(t *testing.T) {
 			for _, e := range evs {
 				require.Equal(t, message.EventStatus, e.Type)
 				require.Equal(t, "acme", e.Org)
-				require.Regexp(t, `^evt_`, e.ID)
+				require.Regexp(t, `^[0-9]+-[0-9]+$`, e.ID, "stream entry id")
 				at, err := time.Parse(time.RFC3339Nano, e.At)
 				require.NoError(t, err)
 				require.WithinDuration(t, time.Now(), at, 5*time.Second)
@@ -481,6 +481,81 @@ func TestOptOutAfterAcceptStopsQueuedMessages(t *testing.T) {
 			last := rec.History[len(rec.History)-1]
 			require.NotNil(t, last.Error)
 			require.Equal(t, "recipient_opted_out", last.Error.Code)
+		})
+	}
+}
+
+func TestEventFilter(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		statuses []message.Status
+		want     string
+		err      string
+	}{
+		{name: "unset: every event", statuses: nil, want: ""},
+		{name: "all five: no filter", statuses: []message.Status{"expired", "failed", "undelivered", "delivered", "sent"}, want: ""},
+		{name: "finals", statuses: []message.Status{"delivered", "undelivered", "failed", "expired"}, want: "dufe"},
+		{name: "order and repeats do not matter", statuses: []message.Status{"failed", "delivered", "failed"}, want: "df"},
+		{name: "empty: none", statuses: []message.Status{}, want: "-"},
+		{name: "queued is not a change", statuses: []message.Status{"queued"}, err: `status "queued" cannot be filtered`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := eventFilter(tc.statuses)
+			if tc.err != "" {
+				require.ErrorContains(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.want, got)
+		})
+	}
+}
+
+// TestStatusEventsFiltered: a message queued with a filter emits only the
+// events it names, for itself and its notice, and keeps its whole history.
+func TestStatusEventsFiltered(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			ctx := context.Background()
+			c := be.client(t)
+			q := newQueue(t, c, testPrefix(t, c), Options{})
+			m := msg(q, "+15550001111", "+15557654321", "hello")
+			notice := msg(q, m.From, m.To, "You are messaging with Acme. To opt out, reply STOP.")
+			notice.Kind = message.KindNotice
+			res, err := q.Enqueue(ctx, EnqueueRequest{Msg: m, Notice: notice,
+				StatusEvents: []message.Status{message.StatusDelivered, message.StatusUndelivered}})
+			require.NoError(t, err)
+			require.True(t, res.NoticeQueued)
+
+			var delivered []string
+			for _, want := range []string{notice.ID, m.ID} {
+				got := claimAll(t, q, 1, 2*time.Second)
+				require.Len(t, got, 1)
+				require.Equal(t, want, got[0].Msg.ID)
+				cid := "cid-" + want
+				require.NoError(t, q.Ack(ctx, got[0], []string{cid}))
+				r, err := q.ApplyReceipt(ctx, Receipt{CarrierID: cid, State: message.StatusDelivered})
+				require.NoError(t, err)
+				require.Equal(t, message.StatusDelivered, r.Status)
+				delivered = append(delivered, want)
+			}
+
+			var ids []string
+			for _, e := range events(t, q, m.From) {
+				var d message.StatusData
+				require.NoError(t, json.Unmarshal([]byte(e.Data), &d))
+				require.Equal(t, message.StatusDelivered, d.Status, "no sent event")
+				ids = append(ids, d.ID)
+			}
+			require.Equal(t, delivered, ids)
+
+			rec, err := q.Get(ctx, m.ID)
+			require.NoError(t, err)
+			var hs []message.Status
+			for _, h := range rec.History {
+				hs = append(hs, h.Status)
+			}
+			require.Equal(t, []message.Status{message.StatusQueued, message.StatusSent, message.StatusDelivered}, hs)
 		})
 	}
 }

@@ -193,7 +193,7 @@ func bulkSenders(t testing.TB, q *Queue, froms []string, n int, interval time.Du
 			args, err := q.msgArgs(b, m)
 			require.NoError(t, err)
 			a := []any{m.From, m.To, m.OrgID, "", "", "", 0, us(interval), "0", 0}
-			a = append(append(a, args...), "", "", 0, 0, "")
+			a = append(append(a, args...), "", "", 0, 0, "", "")
 			q.pick(scriptEnqueue).EvalSha(ctx, pipe, []string{q.base(b) + "ready"}, q.argv(b, a)...)
 			if pipe.Len() >= 500 {
 				flush()

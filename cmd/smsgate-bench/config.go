@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/smsgate/smsgate/config"
@@ -21,7 +22,8 @@ type daemonConfig struct {
 	SMSCHost                         string
 	SMSCPort                         int
 	Binds, Window                    int
-	WebhookWorkers                   int // 0: default
+	WebhookWorkers                   int      // 0: default
+	StatusEvents                     []string // [webhook] status_events; nil: every status
 	MaxPerNumber                     int
 	Numbers                          []string
 	// Unreachable: the binds point at a port nothing listens on (memory
@@ -54,6 +56,13 @@ secret = %q
 `, c.HTTPPort, c.MetricsPort, redisTOML(c), c.MaxPerNumber, c.SinkURL, benchSecret)
 	if c.WebhookWorkers > 0 {
 		fmt.Fprintf(&b, "workers = %d\n", c.WebhookWorkers)
+	}
+	if c.StatusEvents != nil {
+		q := make([]string, len(c.StatusEvents))
+		for i, s := range c.StatusEvents {
+			q[i] = strconv.Quote(s)
+		}
+		fmt.Fprintf(&b, "status_events = [%s]\n", strings.Join(q, ", "))
 	}
 	b.WriteString(`
 [shutdown]

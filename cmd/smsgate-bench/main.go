@@ -71,6 +71,7 @@ type options struct {
 	Binds          int           // SMPP binds to the simulator
 	Window         int           // window of each bind
 	WebhookWorkers int           // [webhook] workers (0: the daemon's default)
+	StatusEvents   string        // [webhook] status_events, comma-separated ("": every status)
 	RedisServer    string        // redis-server binary
 	QueueOnly      int           // memory run: queue this many messages with no bind up
 	Quick          bool          // short development preset
@@ -102,6 +103,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.Binds, "binds", 2, "SMPP binds to the simulator")
 	fs.IntVar(&o.Window, "window", 50, "window of each bind")
 	fs.IntVar(&o.WebhookWorkers, "webhook-workers", 0, "[webhook] workers of the daemon (0: its default)")
+	fs.StringVar(&o.StatusEvents, "status-events", "", "[webhook] status_events of the daemon, comma-separated, e.g. `delivered,undelivered,failed,expired` (Kannel-style: no sent event); empty: every status event")
 	fs.StringVar(&o.RedisServer, "redis-server", "/usr/bin/redis-server", "redis-server `binary`")
 	fs.IntVar(&o.QueueOnly, "queue-only", 0, "memory run: queue `N` messages with no carrier bind up and report Redis memory per message")
 	fs.BoolVar(&o.Quick, "quick", false, fmt.Sprintf("development preset: -n %d unless -n is given", quickN))

@@ -229,6 +229,7 @@ func TestConfigValid(t *testing.T) {
 			HTTPPort: 18080, MetricsPort: 19090, RedisPort: 16379, SinkURL: "http://127.0.0.1:9999/events",
 			SMSCHost: "127.0.0.1", SMSCPort: 2775, Binds: 2, Window: 50, WebhookWorkers: 16,
 			MaxPerNumber: 100000, Numbers: newPlan(3, 5, "x").numbers, Unreachable: unreachable,
+			StatusEvents: []string{"delivered", "failed"},
 		})
 		cfg, err := config.Parse([]byte(text))
 		require.NoError(t, err, text)
@@ -236,6 +237,7 @@ func TestConfigValid(t *testing.T) {
 		require.Len(t, cfg.Orgs[0].Numbers, 3)
 		require.Len(t, cfg.Carriers[0].Binds, 2)
 		require.Equal(t, 16, cfg.Webhook.Workers)
+		require.Equal(t, []string{"delivered", "failed"}, cfg.Webhook.StatusEvents)
 		_, num, ok := cfg.Number("+15551000002")
 		require.True(t, ok)
 		require.True(t, num.Registered)

@@ -43,11 +43,14 @@ type Params struct {
 	Window      int     `json:"window"`
 	Daemons     int     `json:"daemons"`
 	Cluster     bool    `json:"redis_cluster"`
+	// StatusEvents is [webhook] status_events ("": every status event).
+	StatusEvents string `json:"status_events,omitempty"`
 }
 
 func paramsOf(o options, n int) Params {
 	return Params{N: n, Numbers: o.Numbers, Recipients: o.Recipients, Concurrency: o.Concurrency,
-		Rate: o.Rate, Binds: o.Binds, Window: o.Window, Daemons: max(o.Daemons, 1), Cluster: o.Cluster}
+		Rate: o.Rate, Binds: o.Binds, Window: o.Window, Daemons: max(o.Daemons, 1), Cluster: o.Cluster,
+		StatusEvents: o.StatusEvents}
 }
 
 // CPU is CPU seconds used during the measured window.
@@ -200,9 +203,13 @@ func writeHeader(b *strings.Builder, r *Result) {
 	if r.Params.Cluster {
 		store = fmt.Sprintf("a %d-master Redis Cluster", clusterMasters)
 	}
-	fmt.Fprintf(b, "\nrun: %s, n=%d, %d numbers × %d recipients, concurrency %d, %s, %d binds × window %d, %d smsgate process(es) on %s\n\n",
+	fmt.Fprintf(b, "\nrun: %s, n=%d, %d numbers × %d recipients, concurrency %d, %s, %d binds × window %d, %d smsgate process(es) on %s\n",
 		r.Mode, r.Params.N, r.Params.Numbers, r.Params.Recipients, r.Params.Concurrency, rate, r.Params.Binds, r.Params.Window,
 		max(r.Params.Daemons, 1), store)
+	b.WriteString("\n")
+	if r.Params.StatusEvents != "" {
+		fmt.Fprintf(b, "webhook status events: only %s\n\n", r.Params.StatusEvents)
+	}
 }
 
 func writeLoadTable(b *strings.Builder, r *Result) {

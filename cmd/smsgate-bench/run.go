@@ -212,6 +212,9 @@ func (e *env) startDaemons(ctx context.Context, bin string, p plan, n int) error
 	cfg.SinkURL = e.sink.URL()
 	cfg.Binds, cfg.Window = e.opts.Binds, e.opts.Window
 	cfg.WebhookWorkers = e.opts.WebhookWorkers
+	if e.opts.StatusEvents != "" {
+		cfg.StatusEvents = strings.Split(e.opts.StatusEvents, ",")
+	}
 	cfg.Numbers = p.numbers
 	// Room for every message of the run on one number, notices included.
 	cfg.MaxPerNumber = max(100000, 2*(n/len(p.numbers)+p.recipients))

@@ -24,18 +24,18 @@ for _, from in ipairs(senders) do
     local id = redis.call('LPOP', qkey)
     if not id then break end
     local mkey = base .. 'm:' .. id
-    local f = redis.call('HMGET', mkey, 'st', 'exp', 'segs', 'body', 'dup', 'org', 'ref')
+    local f = redis.call('HMGET', mkey, 'st', 'exp', 'segs', 'body', 'dup', 'org', 'ref', 'ev')
     if f[1] ~= 'queued' then
       dropped = dropped + 1 -- vanished or already final: not claimable
     elseif tonumber(f[2]) > 0 and tonumber(f[2]) <= now then
-      finish(mkey, id, {org = f[6], ref = f[7], dup = f[5]}, 'expired', now,
+      finish(mkey, id, {org = f[6], ref = f[7], dup = f[5], ev = f[8]}, 'expired', now,
         'expired', 'the validity period passed before the message could be sent', '')
       expired = expired + 1
       dropped = dropped + 1
     elseif optouts and opted_out(f[4]) then
       -- The recipient texted STOP after this message was accepted: it is not
       -- sent (keyword replies, which confirm the opt-out, still are).
-      finish(mkey, id, {org = f[6], ref = f[7], dup = f[5]}, 'failed', now,
+      finish(mkey, id, {org = f[6], ref = f[7], dup = f[5], ev = f[8]}, 'failed', now,
         'recipient_opted_out', 'the recipient opted out (replied STOP) after the message was accepted, so it was not sent', '')
       dropped = dropped + 1
     else

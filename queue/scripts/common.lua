@@ -20,30 +20,6 @@ local function now_us()
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
--- rfc3339 formats microseconds since the epoch as RFC 3339 UTC.
-local function rfc3339(us)
-  local secs = math.floor(us / 1000000)
-  local frac = us - secs * 1000000
-  local days = math.floor(secs / 86400)
-  local rem = secs - days * 86400
-  local hh = math.floor(rem / 3600)
-  local mi = math.floor((rem - hh * 3600) / 60)
-  local ss = rem - hh * 3600 - mi * 60
-  -- civil_from_days (H. Hinnant)
-  local z = days + 719468
-  local era = math.floor(z / 146097)
-  local doe = z - era * 146097
-  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
-  local y = yoe + era * 400
-  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
-  local mp = math.floor((5 * doy + 2) / 153)
-  local d = doy - math.floor((153 * mp + 2) / 5) + 1
-  local m = mp + 3
-  if mp >= 10 then m = mp - 9 end
-  if m <= 2 then y = y + 1 end
-  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%06dZ', y, m, d, hh, mi, ss, frac)
-end
-
 -- hist_entry encodes one history entry compactly for Get to parse:
 -- "status|µs|<len of code>|" followed by code and message (so neither needs
 -- escaping). Entries are the hash fields h1, h2, … of the message, numbered by
@@ -61,16 +37,18 @@ local function hist_field(mkey)
   return 'h' .. redis.call('HINCRBY', mkey, 'nh', 1)
 end
 
--- emit appends one event to the bucket's stream.
-local function emit(now, typ, org, data)
-  local seq = redis.call('INCR', base .. 'evseq')
-  local id = 'evt_' .. n2s(now) .. '_' .. bucket .. '_' .. seq
+-- emit appends one event to the bucket's stream. The event's id and time
+-- come from the entry's stream id (the webhook derives "evt_b<N>_<ms>_<seq>"
+-- and created_at from it), so they cost no field and no counter here.
+local function emit(typ, org, data)
   redis.call('XADD', base .. 'events', 'MAXLEN', '~', maxlen, '*',
-    'id', id, 'type', typ, 'org', org, 'data', data, 'at', rfc3339(now))
+    'type', typ, 'org', org, 'data', data)
 end
 
 -- finish sets status (sent or final) on message id, records it in the
--- history, emits the message.status event and starts the retention TTL.
+-- history, emits the message.status event unless the message's event filter
+-- (field ev: the first letters of the statuses its org wants, absent: all)
+-- leaves it out, and starts the retention TTL.
 -- m holds the fields of MF; extra are more field/value pairs to set.
 local function finish(mkey, id, m, status, now, code, msg, cid, extra)
   local args = {'HSET', mkey, 'st', status, hist_field(mkey), hist_entry(status, now, code, msg)}
@@ -78,30 +56,33 @@ local function finish(mkey, id, m, status, now, code, msg, cid, extra)
     for _, v in ipairs(extra) do args[#args + 1] = v end
   end
   redis.call(unpack(args))
-  local d = {id = id, status = status, client_ref = m.ref or '', carrier_message_id = cid or ''}
-  if code and code ~= '' then
-    d.error = {code = code, message = msg or ''}
+  if not m.ev or string.find(m.ev, string.sub(status, 1, 1), 1, true) then
+    local d = {id = id, status = status, client_ref = m.ref or '', carrier_message_id = cid or ''}
+    if code and code ~= '' then
+      d.error = {code = code, message = msg or ''}
+    end
+    if m.dup == '1' then
+      d.possible_duplicate = true
+    end
+    emit('message.status', m.org or '', cjson.encode(d))
   end
-  if m.dup == '1' then
-    d.possible_duplicate = true
-  end
-  emit(now, 'message.status', m.org or '', cjson.encode(d))
   redis.call('PEXPIRE', mkey, retention)
 end
 
 -- resched puts sender "from" into ready iff it has queued messages and room
 -- in its in-flight window. force re-scores it (its next-allowed time moved);
 -- otherwise a sender already waiting keeps its place. nf and nx are the
--- sender's in-flight count and next-allowed time when the caller knows them.
+-- sender's in-flight count and next-allowed time when the caller knows them;
+-- nonempty says the caller knows the sender's list is not empty.
 -- Returns the sender's score in ready (µs, -1 when it is not there) and 1
 -- when this call put it there (0 when it was already there or is not).
-local function resched(from, now, force, nf, nx)
+local function resched(from, now, force, nf, nx, nonempty)
   if nf == nil then
     local f = redis.call('HMGET', base .. 's:' .. from, 'nf', 'nx')
     nf = tonumber(f[1] or 0)
     nx = tonumber(f[2] or 0)
   end
-  if nf < window and redis.call('LLEN', base .. 'q:' .. from) > 0 then
+  if nf < window and (nonempty or redis.call('LLEN', base .. 'q:' .. from) > 0) then
     if nx < now then nx = now end
     if force then
       return nx, redis.call('ZADD', base .. 'ready', n2s(nx), from)
@@ -115,19 +96,24 @@ local function resched(from, now, force, nf, nx)
   return -1, 0
 end
 
--- lease_check returns the message's fields {from, org, ref, dup} when id is
--- in flight with this attempt, else nil.
-local function lease_check(mkey, id, attempt)
-  if not redis.call('ZSCORE', base .. 'inflight', id) then return nil end
-  local f = redis.call('HMGET', mkey, 'att', 'from', 'org', 'ref', 'dup')
+-- lease_check returns the message's fields {from, org, ref, dup, ev} when id
+-- is in flight with this attempt, else nil. take also ends the lease (removes
+-- id from inflight), so the caller must then release the sender's slot.
+local function lease_check(mkey, id, attempt, take)
+  local f = redis.call('HMGET', mkey, 'att', 'from', 'org', 'ref', 'dup', 'ev')
   if not f[1] or tonumber(f[1]) ~= tonumber(attempt) or not f[2] then return nil end
-  return {from = f[2], org = f[3], ref = f[4], dup = f[5]}
+  if take then
+    if redis.call('ZREM', base .. 'inflight', id) == 0 then return nil end
+  elseif not redis.call('ZSCORE', base .. 'inflight', id) then
+    return nil
+  end
+  return {from = f[2], org = f[3], ref = f[4], dup = f[5], ev = f[6]}
 end
 
 -- release ends the lease of message id; returns the sender's in-flight
 -- count and next-allowed time for resched.
-local function release(id, from)
-  redis.call('ZREM', base .. 'inflight', id)
+local function release(id, from, taken)
+  if not taken then redis.call('ZREM', base .. 'inflight', id) end
   local skey = base .. 's:' .. from
   local nf = redis.call('HINCRBY', skey, 'nf', -1)
   if nf < 0 then

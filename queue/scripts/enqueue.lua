@@ -2,7 +2,8 @@
 -- [10] request hash, [11] response, [12] max depth (0 none), [13] interval us (<0 keep),
 -- [14] check opt-out "1", [15] idempotency TTL ms,
 -- [16..20] message: id, body, expires us (0 none), segments, client_ref,
--- [21..25] notice: same ("" id: no notice)
+-- [21..25] notice: same ("" id: no notice),
+-- [26] event filter of both (field ev, see finish; "": every status)
 -- Returns {'ok', notice queued 0|1, sender's ready score (µs) or -1,
 -- 1 when the sender was added to ready}, or {'replay', response},
 -- {'conflict'}, {'optout'}, {'full'}.
@@ -31,18 +32,23 @@ local maxdepth = tonumber(ARGV[12])
 if maxdepth > 0 and redis.call('LLEN', qkey) + n > maxdepth then
   return {'full'}
 end
-for _, i in ipairs({16, 21}) do
-  if ARGV[i] ~= '' and redis.call('EXISTS', base .. 'm:' .. ARGV[i]) == 1 then
-    return redis.error_reply('ERR message id ' .. ARGV[i] .. ' exists')
-  end
+local mkeys = {base .. 'm:' .. ARGV[16]}
+if notice then mkeys[2] = base .. 'm:' .. ARGV[21] end
+if redis.call('EXISTS', unpack(mkeys)) > 0 then
+  return redis.error_reply('ERR message id ' .. ARGV[16] .. ' (or its notice) exists')
 end
 local now = now_us()
+local ev = ARGV[26] or ''
 local function store(i)
   local id = ARGV[i]
-  local mkey = base .. 'm:' .. id
-  redis.call('HSET', mkey, 'body', ARGV[i + 1], 'st', 'queued', 'att', 0, 'exp', ARGV[i + 2],
+  local args = {'HSET', base .. 'm:' .. id, 'body', ARGV[i + 1], 'st', 'queued', 'att', 0, 'exp', ARGV[i + 2],
     'segs', ARGV[i + 3], 'ref', ARGV[i + 4], 'org', org, 'from', from,
-    'nh', 1, 'h1', hist_entry('queued', now, nil, nil))
+    'nh', 1, 'h1', hist_entry('queued', now, nil, nil)}
+  if ev ~= '' then
+    args[#args + 1] = 'ev'
+    args[#args + 1] = ev
+  end
+  redis.call(unpack(args))
   redis.call('RPUSH', qkey, id)
 end
 if notice then
@@ -50,10 +56,12 @@ if notice then
   store(21)
 end
 store(16)
-if tonumber(ARGV[13]) >= 0 then
+-- The sender's state: its rate interval is written only when it changed.
+local s = redis.call('HMGET', skey, 'nf', 'nx', 'iv')
+if tonumber(ARGV[13]) >= 0 and s[3] ~= ARGV[13] then
   redis.call('HSET', skey, 'iv', ARGV[13])
 end
-local score, added = resched(from, now, false)
+local score, added = resched(from, now, false, tonumber(s[1] or 0), tonumber(s[2] or 0), true)
 if idem ~= '' then
   redis.call('HSET', idem, 'h', ARGV[10], 'r', ARGV[11])
   redis.call('PEXPIRE', idem, ARGV[15])

@@ -4,10 +4,10 @@
 -- 1 when the sender was added to ready}.
 local id = ARGV[6]
 local mkey = base .. 'm:' .. id
-local m = lease_check(mkey, id, ARGV[7])
+local m = lease_check(mkey, id, ARGV[7], true)
 if not m then return 0 end
 local now = now_us()
-local nf, nx = release(id, m.from)
+local nf, nx = release(id, m.from, true)
 redis.call('LPUSH', base .. 'q:' .. m.from, id)
 local dup = m.dup or '0'
 if ARGV[11] == '1' then dup = '1' end
