@@ -231,8 +231,11 @@ func New(opts Options) (_ *App, err error) {
 	}
 	a.stats = newQueueStats(a.rdb, cfg.Redis.KeyPrefix, a.queue.Buckets(), root.With("component", "queue-stats"), regs)
 
-	// Carriers.
-	a.in = &inbound{app: a, log: root.With("component", "inbound"), metrics: newInboundMetrics(regs)}
+	// Carriers. The dispatcher tracks the carrier ids whose ack is in
+	// progress and the receipt handler waits for them (router.Settling):
+	// one tracker for the daemon's lifetime (a reload swaps only the plan).
+	settling := router.NewSettling(router.SettlingOptions{Normalize: smpp.NormalizeID})
+	a.in = &inbound{app: a, log: root.With("component", "inbound"), metrics: newInboundMetrics(regs), settled: settling}
 	leaseTTL := cfg.Redis.BindLeaseTTL
 	if opts.BindLeaseTTL > 0 {
 		leaseTTL = opts.BindLeaseTTL
@@ -256,6 +259,7 @@ func New(opts Options) (_ *App, err error) {
 		MaxRetryBackoff: cfg.Queue.MaxRetryBackoff,
 		Workers:         workersFor(cfg),
 		DrainTimeout:    cfg.Shutdown.Grace / 2,
+		Settling:        settling,
 		Logger:          root,
 		Registerer:      regs,
 	})

@@ -431,3 +431,52 @@ func TestNewcomerPathEmbeddedStoreAndSimulator(t *testing.T) {
 		return false
 	}, 15*time.Second, 50*time.Millisecond, "the receipt shows up at /dev/events")
 }
+
+// TestStatusEventsFilter: with the org's webhook_status_events naming only
+// final statuses (overriding the global list, which names sent only), the
+// webhook gets no sent event — for the message, its notice and a keyword
+// reply — while the message's history still records it.
+func TestStatusEventsFilter(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	d := startDaemonWith(t, func(s string) string {
+		s = strings.Replace(s, "[webhook]\n", "[webhook]\nstatus_events = [\"sent\"]\n", 1)
+		return strings.Replace(s, "name = \"Acme Clinic\"\n",
+			"name = \"Acme Clinic\"\nwebhook_status_events = [\"delivered\", \"undelivered\", \"failed\", \"expired\"]\n", 1)
+	})
+	statusEvents := func() []string {
+		var out []string
+		for _, e := range d.events() {
+			if e.Type == "message.status" {
+				var s struct{ Status string }
+				require.NoError(t, json.Unmarshal(e.Data, &s))
+				out = append(out, s.Status)
+			}
+		}
+		return out
+	}
+
+	msg := d.send("+15550001111", "+15557654321", "Your appointment is tomorrow at 10:00.")
+	require.Eventually(t, func() bool { return len(d.statuses(msg.ID)) == 1 }, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, []string{"delivered"}, d.statuses(msg.ID))
+	require.NoError(t, d.sim.InjectMO(testharness.MO{From: "+15557654321", To: "+15550001111", Text: "HELP"}))
+	require.Eventually(t, func() bool { return len(d.sim.Submits()) == 3 }, 10*time.Second, 20*time.Millisecond)
+	// Notice, message and the HELP reply: one delivered event each, no sent.
+	require.Eventually(t, func() bool { return len(statusEvents()) >= 3 }, 10*time.Second, 20*time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // a sent event would have been emitted before its delivered one
+	require.Equal(t, []string{"delivered", "delivered", "delivered"}, statusEvents())
+
+	var got struct {
+		History []struct {
+			Status string `json:"status"`
+		} `json:"history"`
+	}
+	code, raw := d.do("GET", "/v1/messages/"+msg.ID, "", &got)
+	require.Equal(t, http.StatusOK, code, raw)
+	var hist []string
+	for _, h := range got.History {
+		hist = append(hist, h.Status)
+	}
+	require.Equal(t, []string{"queued", "sent", "delivered"}, hist)
+}

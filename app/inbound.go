@@ -26,6 +26,22 @@ type inbound struct {
 	app     *App
 	log     *slog.Logger
 	metrics *inboundMetrics
+	// settled, when set, is waited on before receipts are applied (nil:
+	// applied at once).
+	settled settleWaiter
+}
+
+// settleWaiter tells when the acks of this daemon's submissions are done
+// (router.Settling). A receipt often arrives right after its submit_sm_resp,
+// before the dispatcher's ack batch indexed its carrier id: applied then, it
+// would be held in Redis and applied by the ack (several extra scripts).
+// Waiting for that ack, briefly, lets it take the direct path instead.
+type settleWaiter interface {
+	// WaitSettled returns once no ack of a submission with one of the
+	// carrier ids is in progress here, or after a bounded wait or when ctx
+	// ends (false). Either way the receipts are applied next; the held path
+	// covers what the wait did not.
+	WaitSettled(ctx context.Context, carrierIDs []string) bool
 }
 
 var _ smpp.ReceiptBatchHandler = (*inbound)(nil)
@@ -90,6 +106,9 @@ func (h *inbound) HandleReceipt(ctx context.Context, r smpp.Receipt) error {
 	if !final {
 		return nil
 	}
+	if h.settled != nil {
+		h.settled.WaitSettled(ctx, []string{qr.CarrierID})
+	}
 	res, err := h.app.queue.ApplyReceipt(ctx, qr)
 	return h.applied(r, res, err)
 }
@@ -110,6 +129,13 @@ func (h *inbound) HandleReceipts(ctx context.Context, rs []smpp.Receipt) []error
 	}
 	if len(qrs) == 0 {
 		return errs
+	}
+	if h.settled != nil {
+		cids := make([]string, len(qrs))
+		for j, qr := range qrs {
+			cids[j] = qr.CarrierID
+		}
+		h.settled.WaitSettled(ctx, cids)
 	}
 	res, err := h.app.queue.ApplyReceipts(ctx, qrs)
 	if len(res) != len(qrs) { // not per receipt: every one failed
@@ -278,9 +304,14 @@ func (h *inbound) keyword(ctx context.Context, cfg *config.Config, org *config.O
 	// reply confirms the opt-out). No depth limit either: a full queue must
 	// neither drop a compliance reply nor make the carrier redeliver the MO
 	// forever; replies come one per keyword, so they cannot flood it.
+	var events []message.Status
+	for _, st := range cfg.StatusEventsFor(org) {
+		events = append(events, message.Status(st))
+	}
 	if _, err := h.app.queue.Enqueue(ctx, queue.EnqueueRequest{
-		Msg:      reply,
-		Interval: interval(num.EffectiveRate()),
+		Msg:          reply,
+		Interval:     interval(num.EffectiveRate()),
+		StatusEvents: events,
 	}); err != nil {
 		return fmt.Errorf("queue keyword reply: %w", err)
 	}

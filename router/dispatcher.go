@@ -107,8 +107,12 @@ type DispatcherOptions struct {
 	// first for more to join.
 	SettleBatch int
 	SettleWait  time.Duration
-	Logger      *slog.Logger
-	Registerer  prometheus.Registerer
+	// Settling, when set, tracks the carrier ids of accepted submissions
+	// until their ack returns, for the receipt handler to wait on (see
+	// Settling). One tracker serves the daemon.
+	Settling   *Settling
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
 }
 
 // Dispatcher claims messages the queue says may go now, as many as the binds
@@ -396,6 +400,7 @@ func (d *Dispatcher) settleLoop(ctx context.Context, acks <-chan queue.AckItem, 
 			}
 		}
 		d.ackBatch(ctx, batch)
+		d.opts.Settling.done(batch)
 		settled(len(batch))
 	}
 }
@@ -466,6 +471,7 @@ func (d *Dispatcher) handle(ctx context.Context, c queue.Claimed) (ack queue.Ack
 	// the submission should the lease be lost anyway.
 	subCtx, cancel := context.WithTimeout(ctx, d.opts.SubmitTimeout)
 	d.leases.watch(c.Msg.ID, cancel)
+	d.opts.Settling.submitStart()
 	res := carrier.Submit(subCtx, smpp.Submission{
 		ID:         c.Msg.ID,
 		From:       c.Msg.From,
@@ -474,6 +480,10 @@ func (d *Dispatcher) handle(ctx context.Context, c queue.Claimed) (ack queue.Ack
 		Encoding:   c.Msg.Encoding,
 		ValidUntil: c.Msg.ExpiresAt,
 	})
+	// As early as possible: the receipt may be handled already. The OK
+	// case below always hands the ack to the settler, which removes the
+	// ids once AckMany returned.
+	d.opts.Settling.submitEnd(res.CarrierIDs, res.Outcome == smpp.OK)
 	cancel()
 	d.metrics.latency.Observe(time.Since(start).Seconds())
 	outcome := res.Outcome
