@@ -20,8 +20,9 @@ if ARGV[8] == 'undelivered' then
   finish(mkey, id, m, 'undelivered', now, ARGV[9], ARGV[10], ARGV[11])
   return {1, 'undelivered'}
 end
-local n = redis.call('HINCRBY', mkey, 'dlv', 1)
-if n >= (tonumber(f[2] or 1) or 1) then
+-- dlv counts delivered segments; a one-segment message needs no count.
+local need = tonumber(f[2] or 1) or 1
+if need <= 1 or redis.call('HINCRBY', mkey, 'dlv', 1) >= need then
   finish(mkey, id, m, 'delivered', now, nil, nil, ARGV[11])
   return {1, 'delivered'}
 end
