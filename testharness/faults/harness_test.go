@@ -37,13 +37,13 @@ const (
 	hookSecret = "whsec-faults"
 )
 
-// binPath is the smsgate binary built once by TestMain ("" when the
-// scenarios are not enabled).
+// binPath is the smsgate binary built once by TestMain ("" in -short mode,
+// where every scenario is skipped).
 var binPath string
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	if !enabled() || testing.Short() {
+	if testing.Short() {
 		os.Exit(m.Run())
 	}
 	dir, err := os.MkdirTemp("", "smsgate-faults-")
@@ -52,7 +52,16 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binPath = filepath.Join(dir, "smsgate")
-	build := exec.Command("go", "build", "-o", binPath, "github.com/smsgate/smsgate/cmd/smsgate")
+	// The daemon is built the way this test binary was: with -race under
+	// `go test -race` (make test, make test-faults), so it reuses the
+	// packages that run compiled (no second, uninstrumented build of the
+	// whole tree on a cold cache) and a data race on a fault path fails the
+	// scenario (see daemon.checkRaces).
+	args := []string{"build", "-o", binPath}
+	if raceBuild {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "github.com/smsgate/smsgate/cmd/smsgate")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "faults: build smsgate:", err)
@@ -64,9 +73,22 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// enabled reports whether the whole suite was asked for (make test-faults).
 func enabled() bool { return os.Getenv("SMSGATE_FAULTS") == "1" }
 
-// needFaults skips a scenario unless SMSGATE_FAULTS=1 and not -short.
+// everyRun marks a scenario of the default subset: it runs in every
+// `go test` of this package (make test, CI) and is skipped only in -short
+// mode. The subset is the scenarios that are quick (about 10 s each) and
+// deterministic on a loaded two-core machine.
+func everyRun(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("fault scenario: not in -short mode")
+	}
+}
+
+// needFaults marks a scenario that runs only with SMSGATE_FAULTS=1 (make
+// test-faults, which runs every scenario), never in -short mode.
 func needFaults(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
@@ -280,6 +302,7 @@ func startDaemon(t *testing.T, name string, cfg gwConfig) *daemon {
 	d.writeConfig(cfg)
 	t.Cleanup(func() {
 		d.kill()
+		d.checkRaces()
 		if t.Failed() || os.Getenv("SMSGATE_FAULTS_LOG") != "" {
 			t.Logf("--- %s log (tail) ---\n%s", d.name, d.logTail(60))
 		}
@@ -409,6 +432,22 @@ func (d *daemon) logTail(lines int) string {
 		all = all[len(all)-lines:]
 	}
 	return strings.Join(all, "\n")
+}
+
+// checkRaces fails the test when the race detector reported a data race in
+// the daemon (built with -race when the tests are): the report goes to the
+// daemon's stderr, its log file.
+func (d *daemon) checkRaces() {
+	d.t.Helper()
+	const marker = "WARNING: DATA RACE"
+	b, _ := os.ReadFile(d.log.Name())
+	i := bytes.Index(b, []byte(marker))
+	if i < 0 {
+		return
+	}
+	report := strings.Split(string(b[i:]), "\n")
+	report = report[:min(len(report), 80)]
+	d.t.Errorf("%s: the race detector reported %d data race(s); the first:\n%s", d.name, bytes.Count(b, []byte(marker)), strings.Join(report, "\n"))
 }
 
 // logCount counts log lines containing s.

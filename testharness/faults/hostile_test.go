@@ -134,7 +134,7 @@ func ms(d time.Duration) float64 { return d.Seconds() * 1000 }
 // attack changes nothing (reload refused and reported, binds untouched,
 // traffic unaffected).
 func TestFaultHostileInputAndBadReload(t *testing.T) {
-	needFaults(t)
+	everyRun(t)
 	nSlow := envInt(t, "SMSGATE_FAULTS_SLOW", 500)
 	const workers, sendersPerWorker = 8, 2
 	const rate = 50.0

@@ -30,7 +30,7 @@ func bindTimes(sim *testharness.Simulator) []time.Time {
 // window × binds per fault, each flagged; binds come back with backoff (no
 // reconnect storm while the carrier is unreachable).
 func TestFaultSMSCConnectionDrops(t *testing.T) {
-	needFaults(t)
+	everyRun(t)
 	total := envInt(t, envMessages, 2000) / 2
 	nNums := envInt(t, envNumbers, 200) / 2
 	per := max(1, total/nNums)
