@@ -225,9 +225,13 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer cancelSettle()
 
 	// pending: claimed and not yet settled. waiting: claimed and not yet
-	// picked up by a worker, so not yet holding a window slot — the only
-	// part of pending that the binds' free window does not already count.
-	var pending, waiting atomic.Int64
+	// picked up by a worker, so not yet holding a window slot. unacked:
+	// answered by the carrier (its window slot is free again) but not yet
+	// acked in Redis. Those two are the parts of pending the binds' free
+	// window does not count; claiming subtracts both, so what a SIGKILL can
+	// leave sent-but-unrecorded (sent again after the lease, flagged possible
+	// duplicate) never exceeds the binds' windows.
+	var pending, waiting, unacked atomic.Int64
 	settled := func(n int) {
 		pending.Add(-int64(n))
 		d.metrics.inFlight.Sub(float64(n))
@@ -242,6 +246,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			for c := range jobs {
 				waiting.Add(-1)
 				if ack, ok := d.handle(settleCtx, c); ok {
+					unacked.Add(1)
 					acks <- ack // the settler counts it settled
 					continue
 				}
@@ -249,7 +254,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			}
 		})
 	}
-	settler.Go(func() { d.settleLoop(settleCtx, acks, settled) })
+	settler.Go(func() {
+		d.settleLoop(settleCtx, acks, func(n int) {
+			unacked.Add(-int64(n))
+			settled(n)
+		})
+	})
 	wg.Go(func() { d.reapLoop(ctx) })
 	// The renewer runs until every claimed message is settled.
 	renewStop := make(chan struct{})
@@ -257,7 +267,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	renewer.Go(func() { d.renewLoop(settleCtx, renewStop) })
 	defer func() { close(renewStop); renewer.Wait() }()
 
-	d.claimLoop(ctx, jobs, &pending, &waiting)
+	d.claimLoop(ctx, jobs, &pending, &waiting, &unacked)
 	close(jobs)
 
 	done := make(chan struct{})
@@ -277,7 +287,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	return nil
 }
 
-func (d *Dispatcher) claimLoop(ctx context.Context, jobs chan<- queue.Claimed, pending, waiting *atomic.Int64) {
+func (d *Dispatcher) claimLoop(ctx context.Context, jobs chan<- queue.Claimed, pending, waiting, unacked *atomic.Int64) {
 	idle := time.NewTimer(0)
 	defer idle.Stop()
 	var lastErr string
@@ -289,9 +299,10 @@ func (d *Dispatcher) claimLoop(ctx context.Context, jobs chan<- queue.Claimed, p
 		}
 		plan := d.plan.Load()
 		// A message being submitted already holds a window slot (free()
-		// excludes it), so only the waiting ones are subtracted from the
-		// window; subtracting all of pending would keep half of it idle.
-		credit := min(plan.free()-int(waiting.Load()), d.opts.Workers-int(pending.Load()), d.opts.Batch)
+		// excludes it), so only the waiting and the answered-but-unacked
+		// ones are subtracted from the window; subtracting all of pending
+		// would keep half of it idle.
+		credit := min(plan.free()-int(waiting.Load())-int(unacked.Load()), d.opts.Workers-int(pending.Load()), d.opts.Batch)
 		if credit <= 0 {
 			d.wait(ctx, idle, d.opts.Idle)
 			continue

@@ -206,3 +206,41 @@ func TestDispatcherFlushesAcksOnStop(t *testing.T) {
 	}
 	require.Equal(t, int64(window), q.acked.Load(), "acks lost on stop")
 }
+
+// answeringCarrier answers every submission at once, from a window of
+// `window` slots (always free again after the answer), and counts them.
+type answeringCarrier struct {
+	window    int
+	submitted atomic.Int64
+}
+
+func (c *answeringCarrier) Submit(context.Context, smpp.Submission) smpp.Result {
+	c.submitted.Add(1)
+	return smpp.Result{Outcome: smpp.OK, CarrierIDs: []string{"1"}}
+}
+func (c *answeringCarrier) Up() bool  { return true }
+func (c *answeringCarrier) Free() int { return c.window }
+
+// TestDispatcherUnackedHoldWindow: messages the carrier answered but Redis
+// has not acked yet count against the window, so what a SIGKILL can leave
+// sent but unrecorded (resent later as possible duplicates) never exceeds
+// the binds' windows, however slow the acks are.
+func TestDispatcherUnackedHoldWindow(t *testing.T) {
+	const window = 5
+	q := &gateQueue{listQueue: listOf(100), entered: make(chan struct{}, 100), gate: make(chan struct{})}
+	c := &answeringCarrier{window: window}
+	d, err := NewDispatcher(DispatcherOptions{Queue: q, Plan: testPlan(c), Workers: 32, Idle: time.Millisecond, SettleWait: -1})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	var open sync.Once
+	openGate := func() { open.Do(func() { close(q.gate) }) }
+	defer func() { openGate(); cancel(); <-done }()
+
+	require.Eventually(t, func() bool { return c.submitted.Load() == window }, 5*time.Second, time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // many claim rounds (Idle 1 ms)
+	require.EqualValues(t, window, c.submitted.Load(), "no submission beyond the window while its acks are pending")
+	openGate()
+	require.Eventually(t, func() bool { return q.acked.Load() == 100 }, 10*time.Second, time.Millisecond)
+}
