@@ -65,12 +65,11 @@ func (q *Queue) AckMany(ctx context.Context, items []AckItem) []error {
 	type pending struct {
 		b    int
 		ack  *call
-		cids []*call
+		cids []cidIndexCmds
 		keys []cidKeySet
 	}
 	ps := make([]pending, len(items))
-	ttl := q.opts.CarrierIDTTL.Milliseconds()
-	firstLook := us(q.heldMin)
+	ttl := q.opts.CarrierIDTTL
 	pipe := q.rdb.Pipeline()
 	for i, it := range items {
 		c := it.Claimed
@@ -93,8 +92,7 @@ func (q *Queue) AckMany(ctx context.Context, items []AckItem) []error {
 		for k, cid := range it.CarrierIDs {
 			ks := q.cidKeySet(cid)
 			p.keys = append(p.keys, ks)
-			p.cids = append(p.cids, q.queueCall(ctx, pipe, scriptCIDSet, []string{ks.index, ks.held, ks.set},
-				c.Msg.ID+"|"+strconv.Itoa(k), ttl, ks.cid, firstLook))
+			p.cids = append(p.cids, indexCarrierID(ctx, pipe, ks, c.Msg.ID+"|"+strconv.Itoa(k), ttl))
 		}
 		p.ack = q.bucketCall(ctx, pipe, scriptAck, b, c.Msg.ID, c.Attempt, cids, first, len(it.CarrierIDs))
 		ps[i] = p
@@ -111,12 +109,14 @@ func (q *Queue) AckMany(ctx context.Context, items []AckItem) []error {
 			continue
 		}
 		c := items[i].Claimed
-		// Index results first: a script unknown to the server is run again
-		// here, still before its ack.
 		heldOf := make([][]string, len(p.cids))
 		var ierrs []error
 		for k, cc := range p.cids {
-			rs, err := cc.result(ctx, q).StringSlice()
+			if err := cc.set.Err(); err != nil {
+				ierrs = append(ierrs, err)
+				continue
+			}
+			rs, err := cc.held.Result()
 			if err != nil {
 				ierrs = append(ierrs, err)
 				continue
@@ -163,14 +163,35 @@ func (q *Queue) AckMany(ctx context.Context, items []AckItem) []error {
 	return errs
 }
 
+// cidIndexCmds index one carrier id in an ack pipeline: SET the index entry,
+// then read the receipts held for it. Plain commands, no script: a receipt
+// resolving the id (cid_resolve, atomic GET-or-hold) runs either before the
+// SET, and its held receipt is in the LRANGE, or after it, and finds the
+// entry. Receipts returned here are applied by AckMany at once; if the
+// daemon dies first, the held sweep applies them at the time cid_resolve
+// scheduled when it held them.
+type cidIndexCmds struct {
+	index string
+	set   *redis.StatusCmd
+	held  *redis.StringSliceCmd
+}
+
+func indexCarrierID(ctx context.Context, pipe redis.Pipeliner, ks cidKeySet, value string, ttl time.Duration) cidIndexCmds {
+	return cidIndexCmds{
+		index: ks.index,
+		set:   pipe.Set(ctx, ks.index, value, ttl),
+		held:  pipe.LRange(ctx, ks.held, 0, -1),
+	}
+}
+
 // unindex undoes the carrier-id index entries made for message id in an ack
 // pipeline whose ack found the lease lost.
-func (q *Queue) unindex(ctx context.Context, id string, cids []*call) {
+func (q *Queue) unindex(ctx context.Context, id string, cids []cidIndexCmds) {
 	for k, cc := range cids {
-		if cc.cmd.Err() != nil {
+		if cc.set.Err() != nil {
 			continue // not indexed
 		}
-		if err := q.runScript(ctx, scriptCIDUnset, cc.keys[:1], id+"|"+strconv.Itoa(k)).Err(); err != nil {
+		if err := q.runScript(ctx, scriptCIDUnset, []string{cc.index}, id+"|"+strconv.Itoa(k)).Err(); err != nil {
 			q.log.Warn("carrier id of a failed ack left indexed", "id", id, "err", err)
 		}
 	}

@@ -92,8 +92,19 @@ func TestEnqueueCombines(t *testing.T) {
 		got[<-ids] = true
 	}
 	require.Len(t, got, total)
+	// The two held pipelines carried one call each; when they return, each
+	// hands its slot to a waiting call, which takes every call waiting then:
+	// the ten go out in at most two pipelines (one when the first new leader
+	// takes them all before the second slot is handed on).
 	sizes := hook.seen()
-	require.Equal(t, []int{1, 1, waiting}, sizes, "the waiting calls went out in one pipeline")
+	require.Equal(t, []int{1, 1}, sizes[:2])
+	rest := sizes[2:]
+	require.LessOrEqual(t, len(rest), maxEnqueuePipelines, "sizes %v", sizes)
+	sum := 0
+	for _, n := range rest {
+		sum += n
+	}
+	require.Equal(t, waiting, sum, "sizes %v", sizes)
 	for id := range got {
 		rec, err := q.Get(ctx, id)
 		require.NoError(t, err)

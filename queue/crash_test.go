@@ -91,9 +91,10 @@ func dyingClient(t *testing.T, c redis.UniversalClient, budget int) redis.Univer
 }
 
 // ackCommands is how many commands an AckMany of one message with two
-// carrier ids and one held receipt sends when nothing fails: two cid_set and
-// the ack (one pipeline), the held receipt's receipt script, its cid_done.
-const ackCommands = 5
+// carrier ids and one held receipt sends when nothing fails: SET and LRANGE
+// of each carrier id and the ack (one pipeline), the held receipt's receipt
+// script, its cid_done.
+const ackCommands = 7
 
 // crashAt runs one message through claim and an AckMany of carrier ids
 // "a0", "a1" on a daemon that dies after its first k commands; a receipt for
@@ -233,12 +234,12 @@ func TestReceiptsSurviveAckCrash(t *testing.T) {
 			}{
 				// Indexed, not acked: a1's receipt finds the message still
 				// queued and is held, not recorded, until the resent copy is acked.
-				{"indexed before the ack, died before the ack", 2},
-				// Acked; cid_set handed a0's held receipt to the daemon,
+				{"indexed before the ack, died before the ack", 4},
+				// Acked; the index read handed a0's held receipt to the daemon,
 				// which died before applying it.
-				{"acked, died before applying the held receipt", 3},
+				{"acked, died before applying the held receipt", 5},
 				// Applied, died before removing it from the held list.
-				{"applied, died before removing it", 4},
+				{"applied, died before removing it", 6},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
 					c := be.client(t)

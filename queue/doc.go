@@ -66,7 +66,8 @@
 // ("<prefix>idemorg:<hash of org and key>", TTL IdempotencyTTL), so the same
 // key used from another of the org's numbers is a conflict.
 //
-// Ack and the carrier-id index (cid_set, other slots) go in one pipeline,
+// Ack and the carrier-id index (SET and a read of the receipts held for the
+// id, other slots) go in one pipeline,
 // the index first, so an ack that ran is always indexed; a receipt whose
 // message is indexed but still queued (its ack has not run, or never will:
 // the daemon died and the message is sent again) is held, not recorded.

@@ -149,7 +149,6 @@ var (
 	scriptSetRate    = bucketScript("setrate")
 	scriptReceived   = bucketScript("received")
 	scriptReceipt    = bucketScript("receipt")
-	scriptCIDSet     = plainScript("cid_set")
 	scriptCIDResolve = plainScript("cid_resolve")
 	scriptCIDUnset   = plainScript("cid_unset")
 	scriptCIDHold    = plainScript("cid_hold")

@@ -1,5 +1,5 @@
--- cid_unset (carrier-id bucket): undoes a cid_set whose ack failed (lease lost).
--- KEYS[1] index key, ARGV[1] value cid_set stored.
+-- cid_unset (carrier-id bucket): undoes an index entry whose ack failed (lease lost).
+-- KEYS[1] index key, ARGV[1] value the ack pipeline stored.
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
 end
