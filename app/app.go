@@ -400,7 +400,11 @@ func (a *App) Start() {
 	a.onStop(func(ctx context.Context) error { return a.api.Shutdown(ctx) })
 	a.onStop(func(ctx context.Context) error {
 		a.api.SetNotReady()
-		if d := a.opts.LameDuck; d > 0 {
+		d := a.opts.LameDuck
+		if d <= 0 {
+			d = a.state.Load().cfg.Shutdown.LameDuck
+		}
+		if d > 0 {
 			a.log.Info("stopping: readiness fails, still serving", "lame_duck", d)
 			t := time.NewTimer(d)
 			defer t.Stop()

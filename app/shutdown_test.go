@@ -109,12 +109,37 @@ func TestStopDuringBurstLosesNothingAndDuplicatesNothing(t *testing.T) {
 	require.Greater(t, len(accepted), 40)
 }
 
+// TestStopFailsReadinessFirst: on Stop, /readyz answers 503 while the API
+// still serves for the lame-duck time, given by the option (the -lame-duck
+// flag) or by [shutdown] lame_duck.
 func TestStopFailsReadinessFirst(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
+	for _, tc := range []struct {
+		name   string
+		opts   Options
+		config bool
+	}{
+		{name: "option", opts: Options{LameDuck: 400 * time.Millisecond}},
+		{name: "config", config: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) { stopFailsReadinessFirst(t, tc.opts, tc.config) })
+	}
+}
+
+func stopFailsReadinessFirst(t *testing.T, opts Options, lameDuckInConfig bool) {
 	d := startDaemon(t)
-	b := startSecond(t, d.path, Options{LameDuck: 400 * time.Millisecond})
+	path := d.path
+	if lameDuckInConfig {
+		raw, err := os.ReadFile(d.path)
+		require.NoError(t, err)
+		text := strings.Replace(string(raw), "[shutdown]\n", "[shutdown]\nlame_duck = \"400ms\"\n", 1)
+		require.Contains(t, text, "lame_duck")
+		path = filepath.Join(t.TempDir(), "lame.toml")
+		require.NoError(t, os.WriteFile(path, []byte(text), 0o600))
+	}
+	b := startSecond(t, path, opts)
 	get := func(path string) int {
 		resp, err := http.Get("http://" + b.APIAddr() + path)
 		if err != nil {

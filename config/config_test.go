@@ -20,6 +20,7 @@ import (
 var badFixtures = map[string][]string{
 	"admin_token_hex":          {`admin.token_sha256: must be 64 hex characters (a SHA-256; see smsgate hash-key)`},
 	"api_key_hex":              {`org[0].api_key_sha256[0]: must be 64 hex characters (a SHA-256; see smsgate hash-key)`},
+	"lame_duck_too_long":       {`shutdown.lame_duck: 10s leaves nothing of shutdown.grace (10s) to drain the SMPP windows; make it shorter than grace`},
 	"status_events_unknown":    {`webhook.status_events[1]: must be one of sent, delivered, undelivered, failed, expired (got "DLR")`},
 	"org_status_events_empty":  {`org[0].webhook_status_events: lists no status (remove the key to receive every status event)`},
 	"bad_duration":             {`webhook.timeout: invalid duration "5" (use a Go duration such as "30s", "5m", "4h")`},

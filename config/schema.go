@@ -110,6 +110,10 @@ type Log struct {
 // Shutdown bounds a graceful stop.
 type Shutdown struct {
 	Grace time.Duration `toml:"grace"` // default 30s
+	// LameDuck is how long a stop keeps serving with /readyz answering 503
+	// before the API closes, so a load balancer stops sending first (default
+	// 0s; part of Grace; the -lame-duck flag overrides it).
+	LameDuck time.Duration `toml:"lame_duck"`
 }
 
 // Simulator runs an embedded SMSC simulator inside the daemon (development:

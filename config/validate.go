@@ -217,6 +217,11 @@ func (c *Config) problems() []Problem {
 	v.oneOf("log.format", c.Log.Format, "text", "json")
 
 	v.positive("shutdown.grace", c.Shutdown.Grace)
+	if d := c.Shutdown.LameDuck; d < 0 {
+		v.add("shutdown.lame_duck", "must not be negative, got %s", fmtDur(d))
+	} else if d >= c.Shutdown.Grace && c.Shutdown.Grace > 0 {
+		v.add("shutdown.lame_duck", "%s leaves nothing of shutdown.grace (%s) to drain the SMPP windows; make it shorter than grace", fmtDur(d), fmtDur(c.Shutdown.Grace))
+	}
 
 	if c.Simulator.Enabled {
 		v.listen("simulator.listen", c.Simulator.Listen)
