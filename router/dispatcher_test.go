@@ -231,12 +231,7 @@ func TestDispatcherUnackedHoldWindow(t *testing.T) {
 	c := &answeringCarrier{window: window}
 	d, err := NewDispatcher(DispatcherOptions{Queue: q, Plan: testPlan(c), Workers: 32, Idle: time.Millisecond, SettleWait: -1})
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = d.Run(ctx); close(done) }()
-	var open sync.Once
-	openGate := func() { open.Do(func() { close(q.gate) }) }
-	defer func() { openGate(); cancel(); <-done }()
+	openGate := runGated(t, d, q)
 
 	require.Eventually(t, func() bool { return c.submitted.Load() == window }, 5*time.Second, time.Millisecond)
 	time.Sleep(100 * time.Millisecond) // many claim rounds (Idle 1 ms)

@@ -228,6 +228,20 @@ type gateQueue struct {
 	ackErr  error
 }
 
+// runGated runs d (whose queue is q) until the test ends; the returned
+// function opens q's gate (idempotent), and the cleanup opens it too before
+// stopping d, so a test that fails early does not leave AckMany blocked.
+func runGated(t *testing.T, d *Dispatcher, q *gateQueue) (openGate func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	var open sync.Once
+	openGate = func() { open.Do(func() { close(q.gate) }) }
+	t.Cleanup(func() { openGate(); cancel(); <-done })
+	return openGate
+}
+
 func (q *gateQueue) AckMany(ctx context.Context, items []queue.AckItem) []error {
 	q.entered <- struct{}{}
 	<-q.gate
@@ -262,12 +276,7 @@ func TestDispatcherTracksAcksInProgress(t *testing.T) {
 			d, err := NewDispatcher(DispatcherOptions{Queue: q, Plan: testPlan(idCarrier{ids: []string{"1F", "2A"}}), Workers: 4,
 				Idle: time.Millisecond, SettleWait: -1, Settling: s})
 			require.NoError(t, err)
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() { _ = d.Run(ctx); close(done) }()
-			var open sync.Once
-			openGate := func() { open.Do(func() { close(q.gate) }) }
-			defer func() { openGate(); cancel(); <-done }()
+			openGate := runGated(t, d, q)
 
 			select {
 			case <-q.entered:
