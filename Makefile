@@ -37,10 +37,14 @@ bench: bench-micro bench-e2e bench-cluster
 bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
 
-## bench-e2e: end-to-end load run (real binary, redis-server with AOF, simulator process)
-## and the Redis memory run (1,000,000 queued messages)
+## bench-e2e: end-to-end load runs (real binary, redis-server with AOF, simulator process)
+## with every status event and with final statuses only (one POST per message, like
+## Kannel's DLR-only reference), an open-loop latency run, and the Redis memory run
+## (1,000,000 queued messages)
 bench-e2e:
 	$(GO) run ./cmd/smsgate-bench
+	$(GO) run ./cmd/smsgate-bench -status-events delivered,undelivered,failed,expired
+	$(GO) run ./cmd/smsgate-bench -rate 1500 -n 20000
 	$(GO) run ./cmd/smsgate-bench -queue-only 1000000
 
 ## bench-cluster: end-to-end runs with 1, 2 and 3 daemons on a 3-master Redis Cluster (~2 min)
