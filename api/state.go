@@ -44,7 +44,7 @@ type orgEntry struct {
 	notice     string           // the sender-identification notice text
 	noticeInfo message.TextInfo // its encoding and segments
 	// statusEvents filters the org's message.status events (nil: all).
-	statusEvents []message.Status
+	statusEvents []string
 }
 
 type numberEntry struct {
@@ -93,9 +93,7 @@ func NewState(cfg *config.Config, rules *compliance.Rules) *State {
 		org := &cfg.Orgs[i]
 		oe := &orgEntry{org: org, notice: compliance.Notice(org.Name)}
 		oe.noticeInfo = message.Analyze(oe.notice)
-		for _, st := range cfg.StatusEventsFor(org) {
-			oe.statusEvents = append(oe.statusEvents, message.Status(st))
-		}
+		oe.statusEvents = cfg.StatusEventsFor(org)
 		for _, h := range org.APIKeySHA256 {
 			h = strings.ToLower(strings.TrimSpace(h))
 			if h != "" {

@@ -304,14 +304,10 @@ func (h *inbound) keyword(ctx context.Context, cfg *config.Config, org *config.O
 	// reply confirms the opt-out). No depth limit either: a full queue must
 	// neither drop a compliance reply nor make the carrier redeliver the MO
 	// forever; replies come one per keyword, so they cannot flood it.
-	var events []message.Status
-	for _, st := range cfg.StatusEventsFor(org) {
-		events = append(events, message.Status(st))
-	}
 	if _, err := h.app.queue.Enqueue(ctx, queue.EnqueueRequest{
 		Msg:          reply,
 		Interval:     interval(num.EffectiveRate()),
-		StatusEvents: events,
+		StatusEvents: cfg.StatusEventsFor(org),
 	}); err != nil {
 		return fmt.Errorf("queue keyword reply: %w", err)
 	}

@@ -40,10 +40,12 @@ type EnqueueRequest struct {
 	Notice *message.Message
 	// CheckOptOut refuses the message with ErrOptedOut if To opted out of From.
 	CheckOptOut bool
-	// StatusEvents, when not nil, are the only statuses whose message.status
-	// event is emitted for Msg and Notice (nil: every change after queued,
-	// API.md section 3). The status history is kept whatever it says.
-	StatusEvents []message.Status
+	// StatusEvents, when not nil, are the only statuses (sent, delivered,
+	// undelivered, failed, expired) whose message.status event is emitted for
+	// Msg and Notice (nil: every change after queued, API.md section 3), as
+	// config.StatusEventsFor gives them. The status history is kept whatever
+	// it says.
+	StatusEvents []string
 }
 
 // EnqueueResult is the outcome of a successful Enqueue.
@@ -136,18 +138,18 @@ var filterable = [...]message.Status{message.StatusSent, message.StatusDelivered
 
 // eventFilter encodes statuses as the message field ev: "" when nil or when
 // every filterable status is named (the scripts then emit every event).
-func eventFilter(statuses []message.Status) (string, error) {
+func eventFilter(statuses []string) (string, error) {
 	if statuses == nil {
 		return "", nil
 	}
 	var b []byte
 	for _, f := range filterable {
-		if slices.Contains(statuses, f) {
+		if slices.Contains(statuses, string(f)) {
 			b = append(b, f[0])
 		}
 	}
 	for _, s := range statuses {
-		if !slices.Contains(filterable[:], s) {
+		if !slices.Contains(filterable[:], message.Status(s)) {
 			return "", fmt.Errorf("queue: enqueue: status %q cannot be filtered (want one of sent, delivered, undelivered, failed, expired)", s)
 		}
 	}
