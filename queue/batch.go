@@ -376,7 +376,6 @@ func (q *Queue) RenewMany(ctx context.Context, cs []Claimed, d time.Duration) []
 func (q *Queue) ApplyReceipts(ctx context.Context, rs []Receipt) ([]ReceiptResult, error) {
 	out := make([]ReceiptResult, len(rs))
 	gets := make([]*redis.StringCmd, len(rs))
-	raws := make([]string, len(rs))
 	keys := make([]cidKeySet, len(rs))
 	pipe := q.rdb.Pipeline()
 	for i, r := range rs {
@@ -384,12 +383,6 @@ func (q *Queue) ApplyReceipts(ctx context.Context, rs []Receipt) ([]ReceiptResul
 			out[i].Err = fmt.Errorf("queue: receipt: state %q", r.State)
 			continue
 		}
-		raw, err := json.Marshal(r)
-		if err != nil {
-			out[i].Err = fmt.Errorf("queue: receipt: %w", err)
-			continue
-		}
-		raws[i] = string(raw)
 		keys[i] = q.cidKeySet(r.CarrierID)
 		gets[i] = pipe.Get(ctx, keys[i].index)
 	}
@@ -412,7 +405,7 @@ func (q *Queue) ApplyReceipts(ctx context.Context, rs []Receipt) ([]ReceiptResul
 			values[i] = v
 		}
 	}
-	q.resolveMisses(ctx, misses, raws, keys, values, out)
+	q.resolveMisses(ctx, misses, rs, keys, values, out)
 
 	var found []heldReceipt
 	var at []int
@@ -425,7 +418,7 @@ func (q *Queue) ApplyReceipts(ctx context.Context, rs []Receipt) ([]ReceiptResul
 			out[i].Err = fmt.Errorf("queue: receipt: bad index value %q", v)
 			continue
 		}
-		found = append(found, heldReceipt{id: id, seg: seg, r: rs[i], raw: raws[i], keys: keys[i]})
+		found = append(found, heldReceipt{id: id, seg: seg, r: rs[i], keys: keys[i]})
 		at = append(at, i)
 	}
 	if len(found) > 0 {
@@ -450,7 +443,7 @@ func (q *Queue) ApplyReceipts(ctx context.Context, rs []Receipt) ([]ReceiptResul
 // (an ack may have run since) and holds the receipt when it is still missing
 // (out[i].Held), atomically, so an ack indexing the id in between cannot
 // miss it. Found index values go to values[i].
-func (q *Queue) resolveMisses(ctx context.Context, misses []int, raws []string, keys []cidKeySet, values []string, out []ReceiptResult) {
+func (q *Queue) resolveMisses(ctx context.Context, misses []int, rs []Receipt, keys []cidKeySet, values []string, out []ReceiptResult) {
 	if len(misses) == 0 {
 		return
 	}
@@ -459,11 +452,22 @@ func (q *Queue) resolveMisses(ctx context.Context, misses []int, raws []string, 
 	calls := make([]*call, len(misses))
 	pipe := q.rdb.Pipeline()
 	for j, i := range misses {
+		raw, err := json.Marshal(rs[i])
+		if err != nil {
+			out[i].Err = fmt.Errorf("queue: receipt: %w", err)
+			continue
+		}
 		calls[j] = q.queueCall(ctx, pipe, scriptCIDResolve, []string{keys[i].index, keys[i].held, keys[i].set},
-			raws[i], hold, keys[i].cid, firstLook)
+			raw, hold, keys[i].cid, firstLook)
+	}
+	if pipe.Len() == 0 {
+		return
 	}
 	_, _ = pipe.Exec(ctx)
 	for j, i := range misses {
+		if calls[j] == nil {
+			continue
+		}
 		v, err := calls[j].result(ctx, q).Text()
 		switch {
 		case errors.Is(err, redis.Nil):
@@ -486,8 +490,13 @@ func (q *Queue) holdUnacked(ctx context.Context, hs []heldReceipt, res []Receipt
 		if res[j].Err != nil || !res[j].Held {
 			continue
 		}
+		raw, err := json.Marshal(h.r) // only now: most receipts are never held
+		if err != nil {
+			out[at[j]].Err = fmt.Errorf("queue: receipt: hold: %w", err)
+			continue
+		}
 		calls[j] = q.queueCall(ctx, pipe, scriptCIDHold, []string{h.keys.held, h.keys.set},
-			holdTTL.Milliseconds(), h.keys.cid, us(q.heldMin), h.raw)
+			holdTTL.Milliseconds(), h.keys.cid, us(q.heldMin), raw)
 	}
 	if pipe.Len() == 0 {
 		return
