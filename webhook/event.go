@@ -25,7 +25,7 @@ type event struct {
 
 // Stream entries come in two formats:
 //
-//   - old (written by versions before the change): fields id ("evt_<µs>_<bucket>_<seq>"),
+//   - old (written by older versions): fields id ("evt_<µs>_<bucket>_<seq>"),
 //     type, org, data and at (RFC 3339). Their id and at are sent unchanged, so
 //     entries queued before an upgrade are delivered with the ids they had.
 //   - new: fields type, org and data only. The event id and created_at derive
