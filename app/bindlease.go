@@ -40,8 +40,9 @@ const DefaultBindLeaseTTL = 6 * time.Second
 // so every bind is held while any daemon lives (and then keeps it for three
 // ttls, until a dead holder's heartbeat aged out, rather than flap). A daemon holding more than
 // its share (a new daemon joined) lets go of one bind per round: it closes
-// the bind first and keeps the lease for the bind's drain time, then deletes
-// it, so the next holder never overlaps. On Stop the binds are closed first,
+// the bind first and keeps the lease until its pool has closed it (or for
+// the bind's worst-case drain time), then deletes it, so the next holder
+// never overlaps. On Stop the binds are closed first,
 // then the leases deleted (compare-and-del), so another daemon takes over at
 // once. With one daemon (or the embedded store) it simply holds every bind.
 type leaser struct {
@@ -265,7 +266,7 @@ func (l *leaser) renew(ctx context.Context, cfg *config.Config, all []bindRef) b
 	}
 	now := time.Now()
 	for r, at := range l.releasing {
-		if now.After(at) {
+		if now.After(at) || l.closedHere(r) {
 			if err := releaseScript.Run(ctx, l.rdb, []string{l.key(r)}, l.holder).Err(); err != nil {
 				l.log.Warn("bind lease release failed; it lapses on its own", "bind", r.String(), "err", err)
 			}
@@ -395,6 +396,18 @@ func (l *leaser) acquire(ctx context.Context, all []bindRef, live int) bool {
 		}
 	}
 	return changed
+}
+
+// closedHere reports whether bind r, being released, is known closed in this
+// daemon: its pool no longer has it, not even shutting down. Its lease can
+// then go at once instead of after the worst-case drain time. A carrier
+// without a pool (removed by a reload) waits for the drain time.
+func (l *leaser) closedHere(r bindRef) bool {
+	a := l.app
+	a.poolsMu.Lock()
+	p := a.pools[r.carrier]
+	a.poolsMu.Unlock()
+	return p != nil && !p.Open(r.bind)
 }
 
 // drain bounds how long a bind removed from its pool may still be open

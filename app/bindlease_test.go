@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,4 +151,30 @@ func TestBindLeasesThroughRedisOutage(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBindHandoverWhenClosed: a daemon handing a bind over to one that
+// joined deletes the lease as soon as its pool has closed the bind, not
+// after the bind's worst-case drain time (its response timeout, 10 s here),
+// so the newcomer binds within a few lease rounds.
+func TestBindHandoverWhenClosed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	d := startDaemonWith(t, func(s string) string {
+		s = strings.Replace(s, "[redis]\n", "[redis]\nbind_lease_ttl = \"600ms\"\n", 1)
+		// A second bind like the first (default 10 s response timeout).
+		start := strings.Index(s, "  [[carrier.bind]]")
+		end := strings.Index(s, "[[route]]")
+		second := strings.Replace(s[start:end], "  [[carrier.bind]]\n", "  [[carrier.bind]]\n  name = \"second\"\n", 1)
+		return s[:end] + second + s[end:]
+	})
+	require.Eventually(t, func() bool { return d.sim.ActiveBinds() == 2 }, 5*time.Second, 20*time.Millisecond, "the lone daemon holds both binds")
+
+	joined := time.Now()
+	b := startSecond(t, d.path, Options{})
+	require.Eventually(t, func() bool { return len(*b.leases.view.Load()) == 1 }, 5*time.Second, 20*time.Millisecond,
+		"the newcomer got a bind well before the 10 s drain bound")
+	t.Logf("bind handed over %v after the second daemon started", time.Since(joined).Round(time.Millisecond))
+	require.Eventually(t, func() bool { return d.sim.ActiveBinds() == 2 }, 5*time.Second, 20*time.Millisecond)
 }

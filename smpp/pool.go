@@ -45,6 +45,11 @@ type Pool struct {
 	refs  [1024]atomic.Uint32 // concatenation references, per destination hash
 	re    *reassembler
 
+	// retiring counts, by name, the binds an Update removed that are still
+	// shutting down (their session may still be open).
+	retMu    sync.Mutex
+	retiring map[string]int
+
 	closed atomic.Bool
 	ctx    context.Context // pool lifetime: the reassembly sweeper
 	cancel context.CancelFunc
@@ -261,9 +266,15 @@ func (p *Pool) Update(c config.Carrier) error {
 	for _, ob := range old {
 		retired = append(retired, ob)
 	}
+	p.retMu.Lock()
 	for _, ob := range retired {
 		ob.detached.Store(true)
+		if p.retiring == nil {
+			p.retiring = map[string]int{}
+		}
+		p.retiring[ob.name]++ // before it leaves binds: Open never misses it
 	}
+	p.retMu.Unlock()
 	p.wire.Store(&w)
 	p.binds.Store(&next)
 	for _, nb := range started {
@@ -281,6 +292,11 @@ func (p *Pool) Update(c config.Carrier) error {
 			if err := ob.shutdown(ctx); err != nil {
 				p.log.Warn("smpp retired bind closed with requests in flight", "bind", ob.name, "err", err)
 			}
+			p.retMu.Lock()
+			if p.retiring[ob.name]--; p.retiring[ob.name] <= 0 {
+				delete(p.retiring, ob.name)
+			}
+			p.retMu.Unlock()
 			if !keepSeries {
 				ob.m.forget()
 			}
@@ -288,6 +304,20 @@ func (p *Pool) Update(c config.Carrier) error {
 	}
 	p.log.Info("smpp carrier updated", "binds", len(next), "started", len(started), "retired", len(retired))
 	return nil
+}
+
+// Open reports whether the bind named name may have a session open: it is
+// one of the pool's binds, or an Update removed it and it is still shutting
+// down (draining its window, unbinding).
+func (p *Pool) Open(name string) bool {
+	for _, b := range *p.binds.Load() {
+		if b.name == name {
+			return true
+		}
+	}
+	p.retMu.Lock()
+	defer p.retMu.Unlock()
+	return p.retiring[name] > 0
 }
 
 // Close stops accepting submissions, waits for the windows to drain

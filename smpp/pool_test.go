@@ -670,3 +670,23 @@ func value(m prometheus.Metric) float64 {
 	}
 	return d.Gauge.GetValue()
 }
+
+// TestPoolOpenUntilRetiredBindCloses: a bind an Update removed still counts
+// as open while it drains its window and unbinds, and not after.
+func TestPoolOpenUntilRetiredBindCloses(t *testing.T) {
+	sim := startSim(t, testharness.SimOptions{Faults: testharness.Faults{NoReceipts: true, Latency: 300 * time.Millisecond}})
+	p := newTestPool(t, config.Carrier{Name: "ca", Binds: []config.Bind{testBind(t, sim.Addr(), "a")}})
+	waitFor(t, 3*time.Second, "bound", func() bool { return p.Free() == 10 })
+	require.True(t, p.Open("a"))
+	done := make(chan Result, 1)
+	go func() { done <- p.Submit(context.Background(), sub("x")) }()
+	waitFor(t, 3*time.Second, "in flight", func() bool { return p.States()[0].InFlight == 1 })
+
+	require.NoError(t, p.Update(config.Carrier{Name: "ca", Binds: []config.Bind{testBind(t, sim.Addr(), "b")}}))
+	require.True(t, p.Open("a"), "removed, still draining its window")
+	require.True(t, p.Open("b"))
+	require.Equal(t, OK, (<-done).Outcome)
+	waitFor(t, 3*time.Second, "a closed", func() bool { return !p.Open("a") })
+	require.Eventually(t, func() bool { return sim.ActiveBinds() == 1 }, 3*time.Second, 10*time.Millisecond)
+	require.False(t, p.Open("nope"))
+}
