@@ -173,7 +173,7 @@ func TestFaultSIGKILLMidBurstAndRestart(t *testing.T) {
 // burst. Nothing lost, per-number order and rate hold across both daemons,
 // duplicates at most window × binds per kill and each flagged.
 func TestFaultTwoDaemonsKilledInTurn(t *testing.T) {
-	needFaults(t)
+	everyRun(t)
 	total := envInt(t, envMessages, 2000)
 	nNums := envInt(t, envNumbers, 200)
 	per := max(1, total/nNums)

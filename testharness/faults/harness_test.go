@@ -73,29 +73,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// enabled reports whether the whole suite was asked for (make test-faults).
-func enabled() bool { return os.Getenv("SMSGATE_FAULTS") == "1" }
-
-// everyRun marks a scenario of the default subset: it runs in every
-// `go test` of this package (make test, CI) and is skipped only in -short
-// mode. The subset is the scenarios that are quick (about 10 s each) and
-// deterministic on a loaded two-core machine.
+// everyRun marks a fault scenario: every scenario runs in every `go test`
+// of this package (make test, CI), and none in -short mode.
 func everyRun(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("fault scenario: not in -short mode")
-	}
-}
-
-// needFaults marks a scenario that runs only with SMSGATE_FAULTS=1 (make
-// test-faults, which runs every scenario), never in -short mode.
-func needFaults(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("fault scenario: not in -short mode")
-	}
-	if !enabled() {
-		t.Skip("fault scenario: set SMSGATE_FAULTS=1 (make test-faults) to run")
 	}
 }
 

@@ -18,16 +18,11 @@
 // messages, duplicates (and whether each was flagged possible duplicate),
 // per-number order and per-number rate. Each scenario logs a "RESULT" line.
 //
-// Four scenarios run in every `go test` of this package, so in `make test`
-// and CI (about 45 s): SIGKILL mid-burst, SIGTERM during a burst, SMSC
-// connection drops through the proxy, hostile input with a bad SIGHUP. They
-// are quick and deterministic on a loaded two-core machine and cover
-// distinct risks (crash recovery and the duplicate bound, graceful stop,
-// carrier network faults, the API under attack and config reload). The
-// other four run only with SMSGATE_FAULTS=1, which runs all eight
-// (`make test-faults`, about 100 s):
+// All eight scenarios run in every `go test` of this package, so in `make
+// test` and CI (about 90 s on two cores); `make test-faults` runs just this
+// package, verbose:
 //
-//	SMSGATE_FAULTS=1 go test -race -count=1 -timeout 20m ./testharness/faults/...
+//	go test -race -count=1 -v ./testharness/faults/...
 //
 // No scenario runs in -short mode. The daemon is built with -race when the
 // tests are, and a data race it reports fails the scenario.
@@ -35,7 +30,7 @@
 // Sizes are CI-friendly by default (2,000 messages over 200 numbers in the
 // crash scenarios, 500 slow connections); the full size of issue 8 is
 //
-//	SMSGATE_FAULTS=1 SMSGATE_FAULTS_MESSAGES=20000 SMSGATE_FAULTS_NUMBERS=2000 \
+//	SMSGATE_FAULTS_MESSAGES=20000 SMSGATE_FAULTS_NUMBERS=2000 \
 //	  SMSGATE_FAULTS_SLOW=1000 go test -count=1 -timeout 60m -v ./testharness/faults/
 //
 // SMSGATE_FAULTS_LOG=1 prints the tail of each daemon's log after a test.

@@ -20,7 +20,7 @@ import (
 // ESME_RX_T_APPN (the carrier delivers it again later); the daemon is ready
 // again within 10 s of Redis coming back; nothing that got a 202 is lost.
 func TestFaultRedisRestartMidBurst(t *testing.T) {
-	needFaults(t)
+	everyRun(t)
 	total := envInt(t, envMessages, 2000) / 2
 	nNums := envInt(t, envNumbers, 200) / 2
 	per := max(1, total/nNums)

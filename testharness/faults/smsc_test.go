@@ -110,7 +110,7 @@ func TestFaultSMSCConnectionDrops(t *testing.T) {
 // with ESME_RMSGQFUL, for 2.5 s each (the 30 s, compressed) during a
 // burst: nothing fails permanently, nothing is lost, per-number FIFO holds.
 func TestFaultSMSCThrottles(t *testing.T) {
-	needFaults(t)
+	everyRun(t)
 	total := envInt(t, envMessages, 2000) / 4
 	nNums := envInt(t, envNumbers, 200) / 4
 	per := max(1, total/nNums)

@@ -20,7 +20,7 @@ import (
 // every MO), and the event id of each (message, status) is the same on
 // every attempt, before and after the restart.
 func TestFaultWebhookDownAcrossRestart(t *testing.T) {
-	needFaults(t)
+	everyRun(t)
 	nNums := envInt(t, envNumbers, 200) / 10
 	per := 10
 	const rate = 2.0
