@@ -9,13 +9,17 @@
 // -cluster the store is a 3-master Redis Cluster of redis-server processes
 // (created with redis-cli --cluster create) and -daemons N runs N smsgate
 // processes on it that share the carrier's binds through bind leases; the
-// load generator spreads requests round-robin over their APIs.
+// load generator spreads requests round-robin over their APIs. With -floor
+// a minimal gateway that does only the API contract's HTTP work (floor.go)
+// stands in for smsgate, Redis and the simulator: the CPU floor of that
+// traffic on the machine.
 //
 // Usage:
 //
 //	smsgate-bench [-quick] [-n 50000] [-numbers 1000] [-concurrency 64] [-rate R] …
 //	smsgate-bench -queue-only 1000000
 //	smsgate-bench -quick -cluster -daemons 3
+//	smsgate-bench -floor
 //
 // Every child process is killed when the command exits. The last line of
 // output is the result as one JSON object.
@@ -39,6 +43,14 @@ func main() {
 		// runtime/pprof (smsgate has no pprof endpoint).
 		if err := runProfiledDaemon(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "smsgate-bench daemon:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == floorCommand {
+		// Hidden mode used by -floor: the floor gateway (floor.go).
+		if err := runFloorGateway(os.Args[2:], os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "smsgate-bench floor-gateway:", err)
 			os.Exit(1)
 		}
 		return
@@ -82,6 +94,7 @@ type options struct {
 	Text           string        // message text
 	Cluster        bool          // store: a Redis Cluster of clusterMasters masters
 	Daemons        int           // smsgate processes
+	Floor          bool          // reference run: the floor gateway instead of smsgate
 }
 
 // clusterMasters is the number of masters of the -cluster store.
@@ -114,6 +127,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.Text, "text", "Reminder: your appointment is tomorrow at 10:00. Reply C to confirm.", "message text")
 	fs.BoolVar(&o.Cluster, "cluster", false, fmt.Sprintf("store: a %d-master Redis Cluster (redis-server processes, AOF everysec; needs redis-cli) instead of one redis-server", clusterMasters))
 	fs.IntVar(&o.Daemons, "daemons", 1, "smsgate processes on the same store and key prefix, sharing the binds through bind leases; requests go round-robin over them")
+	fs.BoolVar(&o.Floor, "floor", false, "reference run: instead of smsgate, Redis and the simulator, a minimal gateway that does only the HTTP work the API contract asks per message (read the request, answer 202, POST each status event, signed); its CPU per message is the floor of that traffic on this machine")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -145,6 +159,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		if o.Profile != "" {
 			errs = append(errs, errors.New("-profile runs one daemon on one redis-server: no -cluster or -daemons"))
 		}
+	}
+	if o.Floor && (o.QueueOnly > 0 || o.Cluster || o.Daemons > 1 || o.Profile != "") {
+		errs = append(errs, errors.New("-floor runs the floor gateway alone: no -queue-only, -cluster, -daemons or -profile"))
 	}
 	if o.Rate < 0 {
 		errs = append(errs, fmt.Errorf("-rate must not be negative, got %v", o.Rate))

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -52,6 +54,12 @@ func TestParseFlags(t *testing.T) {
 		}},
 		{name: "every bad value reported", args: []string{"-n", "0", "-concurrency", "-1", "-rate", "-5"},
 			wantErr: "-n must be positive, got 0\n-concurrency must be positive, got -1\n-rate must not be negative, got -5"},
+		{name: "floor", args: []string{"-floor", "-quick"}, check: func(t *testing.T, o options) {
+			require.True(t, o.Floor)
+			require.Equal(t, quickN, o.N)
+		}},
+		{name: "floor runs alone", args: []string{"-floor", "-cluster"},
+			wantErr: "-floor runs the floor gateway alone: no -queue-only, -cluster, -daemons or -profile"},
 		{name: "stray argument", args: []string{"extra"}, wantErr: `unexpected argument "extra"`},
 		{name: "unknown flag", args: []string{"-nope"}, wantErr: "flag provided but not defined: -nope"},
 	}
@@ -307,4 +315,56 @@ func TestReport(t *testing.T) {
 	var back Result
 	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &back), "the last line is the JSON result")
 	require.Equal(t, 10, back.Accepted)
+}
+
+func TestFloorStatuses(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"", "sent,delivered"},
+		{"delivered,undelivered,failed,expired", "delivered"},
+		{"sent,delivered", "sent,delivered"},
+		{"failed", ""},
+	}
+	for _, tc := range tests {
+		require.Equal(t, tc.want, floorStatuses(tc.in), tc.in)
+	}
+}
+
+// TestFloorGateway runs the floor gateway against the bench's sink: every
+// message gets its events, a new conversation also its notice's, and a bad
+// request is refused.
+func TestFloorGateway(t *testing.T) {
+	snk, err := newSink(10)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = snk.Close() })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serveFloor(ctx, ln, snk.URL(), []string{"sent", "delivered"}, 2) }()
+
+	p := newPlan(2, 1, "hello")
+	bodies := p.bodies(4) // two numbers with one recipient each: messages 2 and 3 reuse the conversations of 0 and 1
+	for i, b := range bodies {
+		resp, err := http.Post("http://"+ln.Addr().String()+"/v1/messages", "application/json", bytes.NewReader(b))
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		require.Equal(t, http.StatusAccepted, resp.StatusCode, "message %d", i)
+	}
+	resp, err := http.Post("http://"+ln.Addr().String()+"/v1/messages", "application/json", strings.NewReader("{"))
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+
+	notices := p.conversations(4)
+	require.Equal(t, 2, notices)
+	require.Eventually(t, func() bool {
+		c := snk.counts()
+		return c.UserDelivered == 4 && c.NoticeDelivered == notices
+	}, 10*time.Second, 10*time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
+	c := snk.counts()
+	require.Equal(t, map[string]int{"message.status:sent": 4 + notices, "message.status:delivered": 4 + notices}, c.ByKind)
+	require.Zero(t, c.DupDelivered)
+	require.Zero(t, c.Bad)
 }

@@ -85,7 +85,7 @@ type Memory struct {
 
 // Result is one run's figures; it is printed as a table and as one JSON line.
 type Result struct {
-	Mode       string  `json:"mode"` // e2e | queue-only
+	Mode       string  `json:"mode"` // e2e | queue-only | floor (CPU.Smsgate is then the floor gateway's)
 	Params     Params  `json:"params"`
 	Machine    Machine `json:"machine"`
 	LoadAvgEnd string  `json:"loadavg_end"`
@@ -168,9 +168,12 @@ func (r *Result) fillCPU(before, after snapshot) {
 // report prints the markdown table and, last, the JSON line.
 func report(w io.Writer, r *Result) error {
 	var b strings.Builder
-	if r.Mode == "queue-only" {
+	switch r.Mode {
+	case "queue-only":
 		writeMemoryTable(&b, r)
-	} else {
+	case "floor":
+		writeFloorTable(&b, r)
+	default:
 		writeLoadTable(&b, r)
 	}
 	j, err := json.Marshal(r)

@@ -74,6 +74,19 @@ func run(ctx context.Context, opts options, stdout, stderr io.Writer) (err error
 	e := &env{opts: opts, tmp: tmp, stderr: stderr, http: &http.Client{Timeout: 10 * time.Second}}
 	defer e.close()
 
+	if opts.Floor {
+		if e.sink, err = newSink(opts.N); err != nil {
+			return fmt.Errorf("sink: %w", err)
+		}
+		if err := e.startFloorGateway(ctx); err != nil {
+			return err
+		}
+		res, err := e.floorRun(ctx, newPlan(opts.Numbers, opts.Recipients, opts.Text), opts.N)
+		if err != nil {
+			return err
+		}
+		return report(stdout, res)
+	}
 	bin := opts.Smsgate
 	if bin == "" {
 		bin = filepath.Join(tmp, "smsgate")

@@ -1,0 +1,293 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// floorCommand is the hidden sub-command that runs the floor gateway of
+// -floor: a process that does only the HTTP work the API contract asks of
+// a gateway per message, and nothing else. For each POST /v1/messages it
+// reads the body, decodes from, to and client_ref, answers 202 with a
+// message JSON, and POSTs the message's status events (sent and delivered,
+// each signed with HMAC-SHA256 as the contract requires) to the webhook,
+// preceded by the events of a notice when the (from, to) pair is new, as
+// smsgate does. It keeps nothing on disk and talks to no carrier. Its CPU
+// per message is what the contract's HTTP traffic alone costs with Go's
+// net/http on the machine: a floor under smsgate's own.
+const floorCommand = "floor-gateway"
+
+// floorEvent is one event the gateway still has to POST.
+type floorEvent struct {
+	seq    int64
+	status string
+	ref    string
+	msgID  string
+}
+
+func runFloorGateway(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet(floorCommand, flag.ContinueOnError)
+	webhook := fs.String("webhook", "", "webhook URL")
+	statuses := fs.String("events", "sent,delivered", "statuses to POST, comma-separated")
+	workers := fs.Int("workers", 8, "concurrent event POSTs (smsgate's [webhook] workers default)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *webhook == "" || *workers <= 0 {
+		return errors.New("-webhook is required and -workers must be positive")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, ln.Addr().String())
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return serveFloor(ctx, ln, *webhook, strings.Split(*statuses, ","), *workers)
+}
+
+// serveFloor runs the floor gateway on ln until ctx is done, then lets the
+// queued events go out.
+func serveFloor(ctx context.Context, ln net.Listener, webhook string, statuses []string, workers int) error {
+	secret := []byte("floor-secret")
+	events := make(chan floorEvent, 8192) // a full queue holds back accepts: a floor keeps no backlog
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = workers
+	tr.DisableCompression = true
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for ev := range events {
+				if err := floorPost(tr, webhook, secret, ev); err != nil {
+					fmt.Fprintln(os.Stderr, "floor-gateway: post:", err)
+				}
+			}
+		})
+	}
+
+	var seq atomic.Int64
+	var convMu sync.Mutex
+	conv := map[string]bool{}
+	emit := func(ref, msgID string) {
+		for _, st := range statuses {
+			events <- floorEvent{seq: seq.Add(1), status: st, ref: ref, msgID: msgID}
+		}
+	}
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+		var m struct {
+			From      string `json:"from"`
+			To        string `json:"to"`
+			ClientRef string `json:"client_ref"`
+		}
+		if err == nil {
+			err = json.Unmarshal(body, &m)
+		}
+		if err != nil || r.Method != http.MethodPost || r.URL.Path != "/v1/messages" {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		id := "msg_floor" + strconv.FormatInt(seq.Add(1), 10)
+		convMu.Lock()
+		first := !conv[m.From+"|"+m.To]
+		conv[m.From+"|"+m.To] = true
+		convMu.Unlock()
+		if first {
+			emit("", id+"n")
+		}
+		emit(m.ClientRef, id)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = fmt.Fprintf(w, `{"id":%q,"status":"queued","segments":1,"encoding":"gsm7","client_ref":%q}`, id, m.ClientRef)
+	})}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	var err error
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = srv.Shutdown(sctx)
+		cancel()
+	case err = <-served:
+	}
+	close(events)
+	wg.Wait()
+	tr.CloseIdleConnections()
+	return err
+}
+
+// floorPost POSTs one event as smsgate would: JSON body, event id and
+// signature headers; a non-2xx answer is an error (not retried: the sink
+// answers 204).
+func floorPost(rt http.RoundTripper, url string, secret []byte, ev floorEvent) error {
+	body := fmt.Appendf(nil, `{"id":"evt_floor_%d","type":"message.status","created_at":%q,"data":{"id":%q,"status":%q,"client_ref":%q,"carrier_message_id":"%x"}}`,
+		ev.seq, time.Now().UTC().Format(time.RFC3339Nano), ev.msgID, ev.status, ev.ref, ev.seq)
+	t := strconv.FormatInt(time.Now().Unix(), 10)
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte(t + "."))
+	mac.Write(body)
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "smsgate-webhook")
+	req.Header.Set("Smsgate-Event-Id", "evt_floor_"+strconv.FormatInt(ev.seq, 10))
+	req.Header.Set("Smsgate-Signature", "t="+t+",v1="+hex.EncodeToString(mac.Sum(nil)))
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("http status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// floorStatuses are the statuses the floor gateway POSTs for -status-events.
+func floorStatuses(statusEvents string) string {
+	if statusEvents == "" {
+		return "sent,delivered"
+	}
+	var out []string
+	for _, s := range []string{"sent", "delivered"} {
+		if slices.Contains(strings.Split(statusEvents, ","), s) {
+			out = append(out, s)
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+// startFloorGateway starts the floor gateway (this binary's hidden
+// sub-command) and sets it up as the run's only "daemon".
+func (e *env) startFloorGateway(ctx context.Context) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("floor gateway: %w", err)
+	}
+	events := floorStatuses(e.opts.StatusEvents)
+	if !strings.Contains(events, "delivered") {
+		return errors.New("-floor needs delivered among -status-events: the run ends when every delivered event arrived")
+	}
+	var out io.ReadCloser
+	gw, err := e.start("floor-gateway", &out, self, floorCommand, "-webhook", e.sink.URL(), "-events", events)
+	if err != nil {
+		return err
+	}
+	addrc := make(chan string, 1)
+	go func() {
+		br := bufio.NewReader(out)
+		line, _ := br.ReadString('\n')
+		addrc <- strings.TrimSpace(line)
+		_, _ = io.Copy(io.Discard, br)
+	}()
+	select {
+	case a := <-addrc:
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("floor gateway printed %q, want its address: %w", a, err)
+		}
+		e.daemons, e.apis = []*child{gw}, []string{"http://" + a}
+		e.daemon, e.api = gw, e.apis[0]
+		return nil
+	case <-time.After(10 * time.Second):
+		return errors.New("floor gateway printed no address within 10s")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// floorRun sends n messages to the floor gateway and waits for every
+// delivered event at the sink.
+func (e *env) floorRun(ctx context.Context, p plan, n int) (*Result, error) {
+	o := e.opts
+	gen := newGenerator(e.messageURLs(), benchAPIKey, o.Concurrency, o.Rate)
+	res := &Result{Mode: "floor", Params: paramsOf(o, n), Machine: machine()}
+	before, err := e.snap()
+	if err != nil {
+		return nil, err
+	}
+	e.logf("floor run: sending %d messages to the floor gateway, concurrency %d, rate %s; load average %s",
+		n, o.Concurrency, rateLabel(o.Rate), res.Machine.LoadAvg)
+	lr := gen.run(ctx, p.bodies(n))
+	accepted := lr.Accepted()
+	notices := p.conversations(accepted)
+	deadline := lr.Start.Add(o.Timeout)
+	var c sinkCounts
+	for {
+		c = e.sink.counts()
+		if c.UserDelivered >= accepted && c.NoticeDelivered >= notices {
+			res.Complete = true
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil || e.daemonExited() {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	after, err := e.snap()
+	if err != nil {
+		return nil, err
+	}
+	if res.SmsgatePeakRSS, err = e.peakRSS(); err != nil {
+		return nil, err
+	}
+	res.LoadAvgEnd = loadAvg()
+	res.fillAccept(lr)
+	res.Notices = notices
+	res.UserDelivered, res.NoticeDelivered, res.DupDelivered = c.UserDelivered, c.NoticeDelivered, c.DupDelivered
+	res.EventsByKind = c.ByKind
+	if !c.LastDelivered.IsZero() {
+		res.DeliveredSeconds = c.LastDelivered.Sub(lr.Start).Seconds()
+		res.DeliveredRate = float64(c.UserDelivered) / res.DeliveredSeconds
+	}
+	if !c.LastEvent.IsZero() {
+		res.LastEventSeconds = c.LastEvent.Sub(lr.Start).Seconds()
+	}
+	res.fillCPU(before, after)
+	return res, nil
+}
+
+// writeFloorTable prints a floor run.
+func writeFloorTable(b *strings.Builder, r *Result) {
+	fmt.Fprintf(b, "\nmachine: %d × %s; load average %s at start, %s at end", r.Machine.NProc, r.Machine.CPU, r.Machine.LoadAvg, r.LoadAvgEnd)
+	fmt.Fprintf(b, "\nrun: floor (a gateway doing only the contract's HTTP work: no Redis, no carrier), n=%d, %d numbers × %d recipients, concurrency %d, %s\n\n",
+		r.Params.N, r.Params.Numbers, r.Params.Recipients, r.Params.Concurrency, rateLabel(r.Params.Rate))
+	b.WriteString("| measure | floor gateway | smsgate + redis-server goal |\n|---|---:|---|\n")
+	row := func(name, v, goal string) { fmt.Fprintf(b, "| %s | %s | %s |\n", name, v, goal) }
+	row("HTTP accepts/s", fmt.Sprintf("%.0f (%d in %.2f s)", r.AcceptRate, r.Accepted, r.AcceptSeconds), "")
+	row("accept latency p50 / p99 / max", fmt.Sprintf("%.1f / %.1f / %.1f ms", r.P50Ms, r.P99Ms, r.MaxMs), "")
+	events := 0
+	for _, v := range r.EventsByKind {
+		events += v
+	}
+	row("event POSTs per accepted message", fmt.Sprintf("%.2f (%d)", float64(events)/float64(max(r.Accepted, 1)), events), "")
+	row("`delivered` events/s at the sink", fmt.Sprintf("%.0f (%d in %.2f s)", r.DeliveredRate, r.UserDelivered, r.DeliveredSeconds), "")
+	row("CPU-s / 1,000 msgs, floor gateway", fmt.Sprintf("%.3f", r.CPU.SmsgatePer1k), fmt.Sprintf("≤ %.2f", goalCPUPer1k))
+	row("peak RSS of the floor gateway", fmt.Sprintf("%.1f MiB", float64(r.SmsgatePeakRSS)/bytesPerMebibyte), "")
+	fmt.Fprintf(b, "\ncomplete %v; duplicate delivered events %d; refused %v; transport errors %d %s\n",
+		r.Complete, r.DupDelivered, sortedMap(r.Refused), r.Errors, r.FirstError)
+	fmt.Fprintf(b, "CPU seconds in %.2f s: floor gateway %.2f, bench (load generator + sink) %.2f\n\n",
+		r.CPU.WallSeconds, r.CPU.Smsgate, r.CPU.Bench)
+}
