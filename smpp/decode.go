@@ -77,6 +77,29 @@ func parseDeliverSM(frame []byte) (inboundPDU, error) {
 	return in, nil
 }
 
+// parseDataSM decodes a data_sm (SMPP 3.4 §4.7), which some SMSCs use
+// instead of deliver_sm for MO messages and delivery receipts. It has no
+// short_message: the text is the message_payload TLV, a receipt's fields
+// are TLVs (receipted_message_id, message_state, network_error_code) and
+// esm_class flags it as for deliver_sm. It is carried as the equivalent
+// deliver_sm, so MO and receipt handling are the same; the result is
+// marked to be answered with data_sm_resp.
+func parseDataSM(frame []byte) (inboundPDU, error) {
+	ds := pdu.NewDataSM().(*pdu.DataSM)
+	if err := ds.Unmarshal(pdu.NewBuffer(frame)); err != nil {
+		return inboundPDU{}, fmt.Errorf("smpp: data_sm: %w", err)
+	}
+	d := pdu.NewDeliverSM().(*pdu.DeliverSM)
+	d.SequenceNumber = ds.SequenceNumber
+	d.ServiceType = ds.ServiceType
+	d.SourceAddr, d.DestAddr = ds.SourceAddr, ds.DestAddr
+	d.EsmClass, d.RegisteredDelivery = ds.EsmClass, ds.RegisteredDelivery
+	d.OptionalParameters = ds.OptionalParameters
+	in := inboundPDU{d: d, esm: ds.EsmClass, dc: ds.DataCoding, dataSM: true}
+	in.receipt = isReceipt(in)
+	return in, nil
+}
+
 func tlv(d *pdu.DeliverSM, tag pdu.Tag) ([]byte, bool) {
 	f, ok := d.OptionalParameters[tag]
 	return f.Data, ok

@@ -86,22 +86,99 @@ func FuzzParseDeliverSM(f *testing.F) {
 		if len(frame) < 16 {
 			return
 		}
-		in, err := parseDeliverSM(frame)
-		if err != nil {
-			return
-		}
-		if isReceipt(in) {
-			_, _ = decodeReceipt(in, time.Now())
-			return
-		}
-		for _, packed := range []bool{false, true} {
-			p, ci, concat := decodeMOPart(in, packed)
-			_ = p.text()
-			if concat && (ci.seq == 0 || ci.seq > ci.total || ci.total < 2) {
-				t.Fatalf("bad concat info %+v", ci)
-			}
+		if in, err := parseDeliverSM(frame); err == nil {
+			checkInbound(t, in)
 		}
 	})
+}
+
+func FuzzParseDataSM(f *testing.F) {
+	f.Add(dataFrame(f, 0x40, 0, map[pdu.Tag][]byte{tagMessagePayload: {5, 0, 3, 1, 2, 1, 'a'}}))
+	f.Add(dataFrame(f, 0x04, 0, map[pdu.Tag][]byte{pdu.TagReceiptedMessageID: []byte("1a\x00"), pdu.TagMessageStateOption: {2}}))
+	f.Add(dataFrame(f, 0, 8, map[pdu.Tag][]byte{tagMessagePayload: {0xD8}, pdu.TagSarMsgRefNum: {0, 1}, pdu.TagSarTotalSegments: {2}, pdu.TagSarSegmentSeqnum: {1}}))
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		if len(frame) < 16 {
+			return
+		}
+		if in, err := parseDataSM(frame); err == nil {
+			if !in.dataSM {
+				t.Fatal("a data_sm not marked as one")
+			}
+			checkInbound(t, in)
+		}
+	})
+}
+
+// checkInbound decodes in as the link's workers would and checks what they rely on.
+func checkInbound(t *testing.T, in inboundPDU) {
+	if isReceipt(in) {
+		_, _ = decodeReceipt(in, time.Now())
+		return
+	}
+	for _, packed := range []bool{false, true} {
+		p, ci, concat := decodeMOPart(in, packed)
+		_ = p.text()
+		if concat && (ci.seq == 0 || ci.seq > ci.total || ci.total < 2) {
+			t.Fatalf("bad concat info %+v", ci)
+		}
+	}
+}
+
+// dataFrame builds a data_sm frame from 1234 to 5678.
+func dataFrame(tb testing.TB, esm, dc byte, tlvs map[pdu.Tag][]byte) []byte {
+	tb.Helper()
+	d := pdu.NewDataSM().(*pdu.DataSM)
+	d.SourceAddr, _ = pdu.NewAddressWithTonNpiAddr(1, 1, "1234")
+	d.DestAddr, _ = pdu.NewAddressWithTonNpiAddr(1, 1, "5678")
+	d.EsmClass, d.DataCoding = esm, dc
+	for tag, v := range tlvs {
+		d.RegisterOptionalParam(pdu.Field{Tag: tag, Data: v})
+	}
+	d.SetSequenceNumber(7)
+	return marshal(d)
+}
+
+// TestParseDataSM: a data_sm's fields, TLVs and payload arrive as its
+// deliver_sm equivalent would.
+func TestParseDataSM(t *testing.T) {
+	tests := []struct {
+		name    string
+		frame   []byte
+		receipt bool
+		text    string
+		state   string
+	}{
+		{name: "MO in message_payload", frame: dataFrame(t, 0, 0, map[pdu.Tag][]byte{tagMessagePayload: []byte("STOP")}), text: "STOP"},
+		{name: "receipt by TLVs only", frame: dataFrame(t, 0x04, 0, map[pdu.Tag][]byte{pdu.TagReceiptedMessageID: []byte("1a2b\x00"), pdu.TagMessageStateOption: {2}}),
+			receipt: true, state: "DELIVRD"},
+		{name: "receipt text in message_payload", frame: dataFrame(t, 0x04, 0, map[pdu.Tag][]byte{tagMessagePayload: []byte("id:1a2b sub:001 dlvrd:000 submit date:2611300200 done date:2611300201 stat:UNDELIV err:012 text:x")}),
+			receipt: true, state: "UNDELIV"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			in, err := parseDataSM(tc.frame)
+			require.NoError(t, err)
+			require.True(t, in.dataSM)
+			require.Equal(t, int32(7), in.d.SequenceNumber)
+			require.Equal(t, "1234", in.d.SourceAddr.Address())
+			require.Equal(t, "5678", in.d.DestAddr.Address())
+			require.Equal(t, tc.receipt, in.receipt)
+			if tc.receipt {
+				r, ok := decodeReceipt(in, time.Now())
+				require.True(t, ok)
+				require.Equal(t, "1a2b", r.CarrierMessageID)
+				require.Equal(t, tc.state, r.State)
+				return
+			}
+			p, _, concat := decodeMOPart(in, false)
+			require.False(t, concat)
+			require.Equal(t, tc.text, p.text())
+		})
+	}
+	truncated := dataFrame(t, 0, 0, nil)[:20] // cut inside the destination address
+	truncated[3] = 20                         // command_length
+	_, err := parseDataSM(truncated)
+	require.Error(t, err, "a truncated data_sm is refused")
 }
 
 func TestReassembler(t *testing.T) {

@@ -10,9 +10,10 @@
 // one reader, one buffered writer (batched flushes), one keeper (enquire_link
 // every EnquireLink; a link whose enquire_link is unanswered after
 // ResponseTimeout is dead) and a few inbound workers. It answers the SMSC's
-// enquire_link and unbind, answers an unknown command id with generic_nack
-// ESME_RINVCMDID and stays bound, and closes only when framing is lost (a
-// command_length under 16 or over 64 KiB). A lost or refused bind is retried
+// enquire_link and unbind, takes deliver_sm and data_sm, answers any other
+// command id with generic_nack ESME_RINVCMDID and stays bound, and closes
+// only when framing is lost (a command_length under 16 or over 64 KiB). A
+// lost or refused bind is retried
 // with exponential backoff from ReconnectMin to ReconnectMax with equal
 // jitter. In transmitter+receiver mode the pair is one unit: when either
 // connection drops, both are re-established.
@@ -46,7 +47,10 @@
 // receipts refused and redelivered over and over. The deliver_sm_resp is
 // sent after the Handler returns (for a batch, after the call, by each
 // receipt's own result): ESME_ROK, or ESME_RX_T_APPN when it failed so the
-// carrier redelivers. For
+// carrier redelivers. A data_sm from the SMSC (some deliver MO messages and
+// receipts that way: the text in message_payload, a receipt's fields in
+// TLVs) is handled as the deliver_sm it stands for and answered with
+// data_sm_resp. For
 // multipart MO acknowledgement and the reassembly timeout see reassembler.
 // Carrier message ids are passed on as received; compare them with
 // NormalizeID.

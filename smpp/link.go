@@ -81,6 +81,7 @@ type inboundPDU struct {
 	dc  byte // data_coding as received
 
 	receipt bool // isReceipt, set by parseDeliverSM
+	dataSM  bool // it came as data_sm (carried in d), so it is answered with data_sm_resp
 }
 
 // link is one SMPP connection: one reader, one buffered writer, one keeper
@@ -342,10 +343,14 @@ func (l *link) dispatch(h pdu.Header, frame []byte) {
 		l.log.Info("smpp unbind received from the SMSC")
 		l.write(marshal(resp))
 		l.write(nil) // flush, then close
-	case data.DELIVER_SM:
-		in, err := parseDeliverSM(frame)
+	case data.DELIVER_SM, data.DATA_SM:
+		parse, name := parseDeliverSM, "deliver_sm"
+		if id == data.DATA_SM {
+			parse, name = parseDataSM, "data_sm"
+		}
+		in, err := parse(frame)
 		if err != nil {
-			l.log.Warn("smpp deliver_sm unreadable, generic_nack sent", "err", err)
+			l.log.Warn("smpp "+name+" unreadable, generic_nack sent", "err", err)
 			l.nack(seq, StatusSysErr)
 			return
 		}
@@ -358,7 +363,7 @@ func (l *link) dispatch(h pdu.Header, frame []byte) {
 			if in.receipt {
 				l.b.p.backlog.add(-1)
 			}
-			l.deferDeliver(seq)
+			l.deferDeliver(in)
 		}
 	case data.ALERT_NOTIFICATION:
 		// no response defined; nothing to do
@@ -371,10 +376,10 @@ func (l *link) dispatch(h pdu.Header, frame []byte) {
 // deferWarnEvery spaces the warnings about a full inbound queue.
 const deferWarnEvery = 10 * time.Second
 
-// deferDeliver answers a deliver_sm that did not fit in the inbound queue
-// with ESME_RX_T_APPN, so the carrier delivers it again later.
-func (l *link) deferDeliver(seq int32) {
-	l.deliverResp(seq, StatusXTAppn)
+// deferDeliver answers a deliver_sm (or data_sm) that did not fit in the
+// inbound queue with ESME_RX_T_APPN, so the carrier delivers it again later.
+func (l *link) deferDeliver(in inboundPDU) {
+	l.deliverResp(in, StatusXTAppn)
 	l.deferred++
 	if now := time.Now(); now.Sub(l.deferredWarn) >= deferWarnEvery {
 		l.log.Warn("smpp inbound queue full: deliver_sm answered ESME_RX_T_APPN for the carrier to deliver again (handler slower than the carrier)",
@@ -517,7 +522,7 @@ func (l *link) worker() {
 			}
 			p.handleInbound(l.ctx, l.b, ib)
 			for i, in := range ib.ins {
-				l.deliverResp(in.d.SequenceNumber, ib.status[i])
+				l.deliverResp(in, ib.status[i])
 			}
 			p.backlog.add(-ib.receipts())
 			ib.reset()
@@ -537,9 +542,16 @@ func (l *link) drain(ib *inboundBatch) {
 	}
 }
 
-func (l *link) deliverResp(seq int32, status uint32) {
-	resp := pdu.NewDeliverSMResp()
-	resp.SetSequenceNumber(seq)
-	resp.(*pdu.DeliverSMResp).CommandStatus = data.CommandStatusType(status)
+// deliverResp answers an inbound deliver_sm, or data_sm, with status.
+func (l *link) deliverResp(in inboundPDU, status uint32) {
+	var resp pdu.PDU
+	if in.dataSM {
+		resp = pdu.NewDataSMResp()
+		resp.(*pdu.DataSMResp).CommandStatus = data.CommandStatusType(status)
+	} else {
+		resp = pdu.NewDeliverSMResp()
+		resp.(*pdu.DeliverSMResp).CommandStatus = data.CommandStatusType(status)
+	}
+	resp.SetSequenceNumber(in.d.SequenceNumber)
 	l.write(marshal(resp))
 }

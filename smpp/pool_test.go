@@ -489,48 +489,97 @@ func TestThroughputCap(t *testing.T) {
 	require.GreaterOrEqual(t, time.Since(start), 480*time.Millisecond)
 }
 
+// TestMO decodes MO messages of every form, sent as deliver_sm and, by an
+// SMSC that uses it, as data_sm (answered with data_sm_resp).
 func TestMO(t *testing.T) {
-	sim := startSim(t, testharness.SimOptions{RedeliverDelay: 20 * time.Millisecond})
+	for _, dataSM := range []bool{false, true} {
+		t.Run(map[bool]string{false: "deliver_sm", true: "data_sm"}[dataSM], func(t *testing.T) {
+			sim := startSim(t, testharness.SimOptions{RedeliverDelay: 20 * time.Millisecond, DataSM: dataSM})
+			p := newTestPool(t, config.Carrier{Name: "ca", Binds: []config.Bind{testBind(t, sim.Addr(), "ca-0")}})
+			waitUp(t, p)
+			long := strings.Repeat("abcdefghij", 35) + "€"
+			tests := []struct {
+				mo       testharness.MO
+				segments int
+			}{
+				{testharness.MO{From: "15550002222", To: "15550001111", Text: "STOP"}, 1},
+				{testharness.MO{From: "15550002222", To: "15550001111", Text: "Привет 😀", UCS2: true}, 1},
+				{testharness.MO{From: "15550002222", To: "15550001111", Text: long, Concat: "udh"}, 3},
+				{testharness.MO{From: "15550002222", To: "15550001111", Text: long, Concat: "sar"}, 3},
+				{testharness.MO{From: "15550002222", To: "15550001111", Text: strings.Repeat("ж😀", 40), UCS2: true, Concat: "udh"}, 2},
+				{testharness.MO{From: "15550002222", To: "15550001111", Text: long}, 1}, // message_payload
+			}
+			for i, tt := range tests {
+				require.NoError(t, sim.InjectMO(tt.mo))
+				waitFor(t, 2*time.Second, "MO", func() bool { return len(p.h.MOs()) == i+1 })
+				got := p.h.MOs()[i]
+				require.Equal(t, tt.mo.Text, got.Text)
+				require.Equal(t, tt.segments, got.Segments)
+				require.Equal(t, "+15550002222", got.From)
+				require.Equal(t, "+15550001111", got.To)
+				require.Equal(t, "ca-0", got.Bind)
+			}
+			require.Equal(t, float64(len(tests)), value(p.m.mo.WithLabelValues("ca")))
+			resp := uint32(0x80000005) // deliver_sm_resp
+			if dataSM {
+				resp = 0x80000103 // data_sm_resp
+			}
+			waitFor(t, 2*time.Second, "responses", func() bool { return inboundResps(sim, resp)[StatusOK] == 11 })
+			require.Empty(t, inboundResps(sim, 0x80000005^0x80000103^resp), "no response of the other kind")
+		})
+	}
+}
+
+// TestReceiptAsDataSM: a receipt that comes as data_sm (receipt text in
+// message_payload, receipted_message_id and message_state TLVs) is decoded
+// like a deliver_sm one and answered with data_sm_resp.
+func TestReceiptAsDataSM(t *testing.T) {
+	sim := startSim(t, testharness.SimOptions{DataSM: true, Faults: testharness.Faults{ReceiptStat: "UNDELIV", ReceiptErr: "012"}})
 	p := newTestPool(t, config.Carrier{Name: "ca", Binds: []config.Bind{testBind(t, sim.Addr(), "ca-0")}})
 	waitUp(t, p)
-	long := strings.Repeat("abcdefghij", 35) + "€"
-	tests := []struct {
-		mo       testharness.MO
-		segments int
-	}{
-		{testharness.MO{From: "15550002222", To: "15550001111", Text: "STOP"}, 1},
-		{testharness.MO{From: "15550002222", To: "15550001111", Text: "Привет 😀", UCS2: true}, 1},
-		{testharness.MO{From: "15550002222", To: "15550001111", Text: long, Concat: "udh"}, 3},
-		{testharness.MO{From: "15550002222", To: "15550001111", Text: long, Concat: "sar"}, 3},
-		{testharness.MO{From: "15550002222", To: "15550001111", Text: strings.Repeat("ж😀", 40), UCS2: true, Concat: "udh"}, 2},
-		{testharness.MO{From: "15550002222", To: "15550001111", Text: long}, 1}, // message_payload
+	res := p.Submit(context.Background(), sub("hello"))
+	require.Equal(t, OK, res.Outcome, "%v", res.Err)
+	waitFor(t, 2*time.Second, "receipt", func() bool { return len(p.h.Receipts()) == 1 })
+	r := p.h.Receipts()[0]
+	require.Equal(t, NormalizeID(res.CarrierIDs[0]), NormalizeID(r.CarrierMessageID))
+	require.Equal(t, "UNDELIV", r.State)
+	require.Equal(t, "012", r.Err)
+	waitFor(t, 2*time.Second, "data_sm_resp", func() bool { return inboundResps(sim, 0x80000103)[StatusOK] == 1 })
+}
+
+// inboundResps counts the responses of command id cmd the simulator received, by status.
+func inboundResps(sim *testharness.Simulator, cmd uint32) map[uint32]int {
+	n := map[uint32]int{}
+	for _, r := range sim.Received() {
+		if r.CommandID == cmd {
+			n[r.CommandStatus]++
+		}
 	}
-	for i, tt := range tests {
-		require.NoError(t, sim.InjectMO(tt.mo))
-		waitFor(t, 2*time.Second, "MO", func() bool { return len(p.h.MOs()) == i+1 })
-		got := p.h.MOs()[i]
-		require.Equal(t, tt.mo.Text, got.Text)
-		require.Equal(t, tt.segments, got.Segments)
-		require.Equal(t, "+15550002222", got.From)
-		require.Equal(t, "+15550001111", got.To)
-		require.Equal(t, "ca-0", got.Bind)
-	}
-	require.Equal(t, float64(len(tests)), value(p.m.mo.WithLabelValues("ca")))
+	return n
 }
 
 // A failing handler makes the carrier redeliver (ESME_RX_T_APPN).
 func TestMOHandlerFailureRedelivered(t *testing.T) {
-	sim := startSim(t, testharness.SimOptions{RedeliverDelay: 20 * time.Millisecond})
-	p := newTestPool(t, config.Carrier{Name: "ca", Binds: []config.Bind{testBind(t, sim.Addr(), "ca-0")}})
-	waitUp(t, p)
-	p.h.failFirst.Store(2)
-	long := strings.Repeat("0123456789", 20)
-	require.NoError(t, sim.InjectMO(testharness.MO{From: "15550002222", To: "15550001111", Text: long, Concat: "udh"}))
-	waitFor(t, 3*time.Second, "MO after redelivery", func() bool { return len(p.h.MOs()) == 1 })
-	require.Equal(t, long, p.h.MOs()[0].Text)
-	require.Equal(t, int32(3), p.h.calls.Load())
-	time.Sleep(50 * time.Millisecond)
-	require.Len(t, p.h.MOs(), 1, "delivered once")
+	for _, dataSM := range []bool{false, true} {
+		t.Run(map[bool]string{false: "deliver_sm", true: "data_sm"}[dataSM], func(t *testing.T) {
+			sim := startSim(t, testharness.SimOptions{RedeliverDelay: 20 * time.Millisecond, DataSM: dataSM})
+			p := newTestPool(t, config.Carrier{Name: "ca", Binds: []config.Bind{testBind(t, sim.Addr(), "ca-0")}})
+			waitUp(t, p)
+			p.h.failFirst.Store(2)
+			long := strings.Repeat("0123456789", 20)
+			require.NoError(t, sim.InjectMO(testharness.MO{From: "15550002222", To: "15550001111", Text: long, Concat: "udh"}))
+			waitFor(t, 3*time.Second, "MO after redelivery", func() bool { return len(p.h.MOs()) == 1 })
+			require.Equal(t, long, p.h.MOs()[0].Text)
+			require.Equal(t, int32(3), p.h.calls.Load())
+			time.Sleep(50 * time.Millisecond)
+			require.Len(t, p.h.MOs(), 1, "delivered once")
+			resp := uint32(0x80000005)
+			if dataSM {
+				resp = 0x80000103
+			}
+			require.Equal(t, 2, inboundResps(sim, resp)[StatusXTAppn], "the failed attempts are answered ESME_RX_T_APPN in the right response")
+		})
+	}
 }
 
 func TestTransmitterReceiverPair(t *testing.T) {

@@ -31,6 +31,7 @@ const (
 	cmdSubmitSMResp    uint32 = 0x80000004
 	cmdDeliverSM       uint32 = 0x00000005
 	cmdDeliverSMResp   uint32 = 0x80000005
+	cmdDataSMResp      uint32 = 0x80000103
 	cmdUnbind          uint32 = 0x00000006
 	cmdUnbindResp      uint32 = 0x80000006
 	cmdBindTransceiver uint32 = 0x00000009
@@ -193,10 +194,10 @@ func (c *conn) handle(h pdu.Header, frame []byte) bool {
 		c.respond(cmdEnquireLinkResp, StatusOK, seq, nil)
 	case cmdSubmitSM:
 		c.handleSubmit(f, seq, frame)
-	case cmdDeliverSMResp:
-		c.deliverResponse(int32(seq), uint32(h.CommandStatus))
+	case cmdDeliverSMResp, cmdDataSMResp:
+		c.deliverResponse(int32(seq), uint32(h.CommandID), uint32(h.CommandStatus))
 	case cmdGenericNack:
-		c.deliverResponse(int32(seq), StatusInvCmdID) // a nacked deliver_sm counts as refused
+		c.deliverResponse(int32(seq), cmdGenericNack, StatusInvCmdID) // a nacked deliver_sm counts as refused
 	case cmdUnbindResp, cmdEnquireLinkResp:
 		// the simulator sends neither; nothing to do
 	default:
@@ -357,7 +358,8 @@ func (c *conn) respond(cmdID, status, seq uint32, body []byte) {
 	c.send(encodePDU(cmdID, status, seq, body))
 }
 
-// sendDeliver writes d as a deliver_sm and tracks it until deliver_sm_resp.
+// sendDeliver writes d as a deliver_sm (as a data_sm with SimOptions.DataSM)
+// and tracks it until its response.
 func (c *conn) sendDeliver(d *delivery) {
 	c.mu.Lock()
 	if c.closed {
@@ -373,7 +375,12 @@ func (c *conn) sendDeliver(d *delivery) {
 	c.mu.Unlock()
 
 	d.pdu.SetSequenceNumber(seq)
-	frame := marshal(d.pdu)
+	var frame []byte
+	if d.dataSM = c.sim.opts.DataSM; d.dataSM {
+		frame = marshal(asDataSM(d.pdu))
+	} else {
+		frame = marshal(d.pdu)
+	}
 
 	c.mu.Lock()
 	if c.closed {
@@ -388,13 +395,26 @@ func (c *conn) sendDeliver(d *delivery) {
 	c.sim.sched.after(c.sim.opts.DeliverTimeout, func() { c.deliverTimeout(seq, d) })
 }
 
-func (c *conn) deliverResponse(seq int32, status uint32) {
+// deliverResponse finishes the delivery seq with the response cmd (or a
+// generic_nack). A response of the other kind (deliver_sm_resp to a data_sm
+// or the reverse) counts as a refusal, as a strict SMSC would see it.
+func (c *conn) deliverResponse(seq int32, cmd, status uint32) {
 	c.mu.Lock()
 	d := c.inflight[seq]
 	delete(c.inflight, seq)
 	c.mu.Unlock()
 	if d == nil {
 		return
+	}
+	if want := cmdDeliverSMResp; cmd != cmdGenericNack {
+		if d.dataSM {
+			want = cmdDataSMResp
+		}
+		if cmd != want {
+			c.sim.log.Warn("wrong response type to an inbound message, will redeliver", "conn", c.id,
+				"got", fmt.Sprintf("0x%08X", cmd), "want", fmt.Sprintf("0x%08X", want))
+			status = StatusInvCmdID
+		}
 	}
 	if status == StatusOK {
 		c.sim.deliverResult(true)

@@ -26,7 +26,32 @@ const (
 // delivery is one deliver_sm on its way to a receiver bind; it is owned by
 // exactly one place at a time (queue, a connection's in-flight map, a timer).
 type delivery struct {
-	pdu *pdu.DeliverSM
+	pdu    *pdu.DeliverSM
+	dataSM bool // last sent as a data_sm (SimOptions.DataSM)
+}
+
+// asDataSM is the data_sm carrying what d carries: the same addresses,
+// esm_class, registered_delivery, data_coding and TLVs, and the short
+// message (UDH included) as the message_payload TLV, as SMSCs that deliver
+// MO messages and receipts by data_sm send them.
+func asDataSM(d *pdu.DeliverSM) *pdu.DataSM {
+	ds := pdu.NewDataSM().(*pdu.DataSM)
+	ds.SetSequenceNumber(d.SequenceNumber)
+	ds.ServiceType = d.ServiceType
+	ds.SourceAddr, ds.DestAddr = d.SourceAddr, d.DestAddr
+	ds.EsmClass, ds.RegisteredDelivery = d.EsmClass, d.RegisteredDelivery
+	if enc := d.Message.Encoding(); enc != nil {
+		ds.DataCoding = enc.DataCoding()
+	}
+	for _, f := range d.OptionalParameters {
+		ds.RegisterOptionalParam(f)
+	}
+	if sm, _ := d.Message.GetMessageData(); len(sm) > 0 {
+		if _, ok := d.OptionalParameters[pdu.Tag(TagMessagePayload)]; !ok {
+			ds.RegisterOptionalParam(pdu.Field{Tag: pdu.Tag(TagMessagePayload), Data: sm})
+		}
+	}
+	return ds
 }
 
 // smFields are the raw submit_sm / deliver_sm fields gosmpp decodes lossily

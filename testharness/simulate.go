@@ -29,6 +29,7 @@ func RunSimulate(ctx context.Context, args []string, stdout io.Writer) error {
 	password := fs.String("password", DefaultPassword, "password accepted in binds")
 	receiptDelay := fs.Duration("receipt-delay", 0, "delay between submit_sm_resp and its delivery receipt")
 	decimalIDs := fs.Bool("decimal-ids", false, "decimal message ids instead of hex")
+	dataSM := fs.Bool("data-sm", false, "deliver MO messages and delivery receipts as data_sm instead of deliver_sm")
 	maxTPS := fs.Float64("max-tps", 0, "per-bind submit_sm/s above which ESME_RTHROTTLED is answered (0 = no limit)")
 	errorRate := fs.Float64("error-rate", 0, "fraction of submit_sm answered with -error-status")
 	errorStatus := fs.String("error-status", "0x45", "command_status for -error-rate (e.g. 0x58, 0x14, 0x45)")
@@ -54,6 +55,7 @@ func RunSimulate(ctx context.Context, args []string, stdout io.Writer) error {
 		Password:     *password,
 		ReceiptDelay: *receiptDelay,
 		DecimalIDs:   *decimalIDs,
+		DataSM:       *dataSM,
 		RecordLimit:  -1, // a long-running stand-in keeps no history
 		Faults: Faults{
 			MaxTPS:      *maxTPS,

@@ -68,6 +68,11 @@ type SimOptions struct {
 	// DeliverTimeout is how long the simulator waits for deliver_sm_resp
 	// before it delivers again. Default 10s.
 	DeliverTimeout time.Duration
+	// DataSM makes the simulator deliver MO messages and delivery receipts
+	// as data_sm (text in message_payload, receipt fields in TLVs and the
+	// payload) instead of deliver_sm, as some SMSCs do; it expects
+	// data_sm_resp back.
+	DataSM bool
 	// RecordLimit caps how many PDUs Received and how many submits Submits
 	// keep (counts go on). 0 means DefaultRecordLimit; negative records none.
 	RecordLimit int

@@ -692,3 +692,40 @@ func TestCloseWithQueuedWork(t *testing.T) {
 	c.expectClosed(wait)
 	require.NoError(t, sim.Close(), "second Close")
 }
+
+// TestDataSMDelivery: with DataSM, MO messages and receipts go out as
+// data_sm (text in message_payload, fields as for deliver_sm) and are
+// finished only by a data_sm_resp; a deliver_sm_resp to one is a refusal
+// and the data_sm comes again.
+func TestDataSMDelivery(t *testing.T) {
+	sim := startSim(t, SimOptions{DataSM: true, RedeliverDelay: 20 * time.Millisecond})
+	c := dialSim(t, sim.Addr())
+	c.mustBind(pdu.Transceiver)
+	const cmdDataSM = 0x00000103
+
+	require.NoError(t, sim.InjectMO(MO{From: "15557654321", To: "15550001111", Text: "STOP"}))
+	rx := c.expect(cmdDataSM, wait)
+	ds, ok := rx.p.(*pdu.DataSM)
+	require.True(t, ok, "not a parsed data_sm")
+	require.Equal(t, "15557654321", ds.SourceAddr.Address())
+	require.Equal(t, "15550001111", ds.DestAddr.Address())
+	require.Equal(t, []byte("STOP"), ds.OptionalParameters[pdu.Tag(TagMessagePayload)].Data)
+
+	c.ack(rx, StatusOK) // a deliver_sm_resp: the wrong response
+	again := c.expect(cmdDataSM, wait)
+	require.Equal(t, rx.raw[16:], again.raw[16:], "delivered again, unchanged")
+	require.Zero(t, sim.DeliveredCount())
+	c.writeRaw(encodePDU(cmdDataSMResp, StatusOK, again.seq, []byte{0}))
+	require.Eventually(t, func() bool { return sim.DeliveredCount() == 1 }, wait, 5*time.Millisecond)
+
+	sub := c.submit("hello", withRegDelivery(1))
+	id := messageID(t, sub)
+	rc := c.expect(cmdDataSM, wait)
+	ds, ok = rc.p.(*pdu.DataSM)
+	require.True(t, ok)
+	require.Equal(t, byte(0x04), ds.EsmClass&0x3C, "an SMSC delivery receipt")
+	require.Equal(t, append([]byte(id), 0), ds.OptionalParameters[pdu.Tag(TagReceiptedMessageID)].Data)
+	require.Contains(t, string(ds.OptionalParameters[pdu.Tag(TagMessagePayload)].Data), "id:"+id+" ")
+	c.writeRaw(encodePDU(cmdDataSMResp, StatusOK, rc.seq, []byte{0}))
+	require.Eventually(t, func() bool { return sim.DeliveredCount() == 2 }, wait, 5*time.Millisecond)
+}
