@@ -233,19 +233,8 @@ func (e *env) floorRun(ctx context.Context, p plan, n int) (*Result, error) {
 	lr := gen.run(ctx, p.bodies(n))
 	accepted := lr.Accepted()
 	notices := p.conversations(accepted)
-	deadline := lr.Start.Add(o.Timeout)
-	var c sinkCounts
-	for {
-		c = e.sink.counts()
-		if c.UserDelivered >= accepted && c.NoticeDelivered >= notices {
-			res.Complete = true
-			break
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil || e.daemonExited() {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	c, complete := e.waitDelivered(ctx, lr.Start, accepted, notices)
+	res.Complete = complete
 	after, err := e.snap()
 	if err != nil {
 		return nil, err
@@ -256,15 +245,7 @@ func (e *env) floorRun(ctx context.Context, p plan, n int) (*Result, error) {
 	res.LoadAvgEnd = loadAvg()
 	res.fillAccept(lr)
 	res.Notices = notices
-	res.UserDelivered, res.NoticeDelivered, res.DupDelivered = c.UserDelivered, c.NoticeDelivered, c.DupDelivered
-	res.EventsByKind = c.ByKind
-	if !c.LastDelivered.IsZero() {
-		res.DeliveredSeconds = c.LastDelivered.Sub(lr.Start).Seconds()
-		res.DeliveredRate = float64(c.UserDelivered) / res.DeliveredSeconds
-	}
-	if !c.LastEvent.IsZero() {
-		res.LastEventSeconds = c.LastEvent.Sub(lr.Start).Seconds()
-	}
+	res.fillSink(c, lr.Start)
 	res.fillCPU(before, after)
 	return res, nil
 }

@@ -349,19 +349,8 @@ func (e *env) loadRun(ctx context.Context, p plan, n int) (*Result, error) {
 		e.logf("%d notices queued, expected one per conversation: %d", notices, want)
 	}
 
-	deadline := lr.Start.Add(o.Timeout)
-	var c sinkCounts
-	for {
-		c = e.sink.counts()
-		if c.UserDelivered >= accepted && c.NoticeDelivered >= notices {
-			res.Complete = true
-			break
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil || e.daemonExited() {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	c, complete := e.waitDelivered(ctx, lr.Start, accepted, notices)
+	res.Complete = complete
 	after, err := e.snap()
 	if err != nil {
 		return nil, err
@@ -393,15 +382,7 @@ func (e *env) loadRun(ctx context.Context, p plan, n int) (*Result, error) {
 		res.SubmitSeconds = at.Sub(lr.Start).Seconds()
 		res.SubmitRate = submits / res.SubmitSeconds
 	}
-	res.UserDelivered, res.NoticeDelivered, res.DupDelivered = c.UserDelivered, c.NoticeDelivered, c.DupDelivered
-	res.EventsByKind = c.ByKind
-	if !c.LastDelivered.IsZero() {
-		res.DeliveredSeconds = c.LastDelivered.Sub(lr.Start).Seconds()
-		res.DeliveredRate = float64(c.UserDelivered) / res.DeliveredSeconds
-	}
-	if !c.LastEvent.IsZero() {
-		res.LastEventSeconds = c.LastEvent.Sub(lr.Start).Seconds()
-	}
+	res.fillSink(c, lr.Start)
 	res.Outcomes = map[string]int{}
 	for _, x := range final {
 		if x.name == "smsgate_dispatch_submissions_total" && x.value > 0 {
@@ -411,6 +392,23 @@ func (e *env) loadRun(ctx context.Context, p plan, n int) (*Result, error) {
 	res.WebhookRetries = int(sum(final, "smsgate_webhook_deliveries_total", map[string]string{"outcome": "retry"}))
 	res.fillCPU(before, after)
 	return res, nil
+}
+
+// waitDelivered waits until the sink has a delivered event for every one of
+// accepted user messages and notices, the timeout counted from start passes,
+// or a daemon exits. It returns the sink's counts and whether all arrived.
+func (e *env) waitDelivered(ctx context.Context, start time.Time, accepted, notices int) (sinkCounts, bool) {
+	deadline := start.Add(e.opts.Timeout)
+	for {
+		c := e.sink.counts()
+		if c.UserDelivered >= accepted && c.NoticeDelivered >= notices {
+			return c, true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil || e.daemonExited() {
+			return c, false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // memoryRun queues n messages with no bind up and measures Redis memory.

@@ -151,6 +151,19 @@ func (r *Result) fillAccept(lr loadResult) {
 	r.P50Ms, r.P90Ms, r.P99Ms, r.P999Ms, r.MaxMs = ms(st.P50), ms(st.P90), ms(st.P99), ms(st.P999), ms(st.Max)
 }
 
+// fillSink takes the sink's counts, times counted from start (the first request).
+func (r *Result) fillSink(c sinkCounts, start time.Time) {
+	r.UserDelivered, r.NoticeDelivered, r.DupDelivered = c.UserDelivered, c.NoticeDelivered, c.DupDelivered
+	r.EventsByKind = c.ByKind
+	if !c.LastDelivered.IsZero() {
+		r.DeliveredSeconds = c.LastDelivered.Sub(start).Seconds()
+		r.DeliveredRate = float64(c.UserDelivered) / r.DeliveredSeconds
+	}
+	if !c.LastEvent.IsZero() {
+		r.LastEventSeconds = c.LastEvent.Sub(start).Seconds()
+	}
+}
+
 func (r *Result) fillCPU(before, after snapshot) {
 	r.CPU = CPU{
 		Smsgate:     after.Smsgate.Sub(before.Smsgate).Total().Seconds(),
