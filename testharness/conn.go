@@ -293,6 +293,7 @@ func (c *conn) handleSubmit(f *Faults, seq uint32, frame []byte) {
 			At:                 now,
 			Status:             status,
 			Answered:           answer,
+			Latency:            f.Latency,
 			Conn:               c.id,
 		}
 		if rawErr == nil {

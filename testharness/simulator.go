@@ -130,9 +130,10 @@ type Submit struct {
 	TLVs               map[uint16][]byte // optional parameters
 	ValidityPeriod     string
 	At                 time.Time
-	Status             uint32 // command_status decided for the response
-	Answered           bool   // false when the NoResponseRate fault swallowed it
-	Conn               int    // connection number (1-based, accept order)
+	Status             uint32        // command_status decided for the response
+	Answered           bool          // false when the NoResponseRate fault swallowed it
+	Latency            time.Duration // how long the response was held back (the Latency fault in force when it arrived)
+	Conn               int           // connection number (1-based, accept order)
 }
 
 // RecordedPDU is one PDU as received, including ones that did not parse.

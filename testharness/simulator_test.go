@@ -547,6 +547,11 @@ func TestFaults(t *testing.T) {
 		start = time.Now()
 		c.submit("fast again")
 		require.Less(t, time.Since(start), 300*time.Millisecond)
+		var lat []time.Duration
+		for _, s := range sim.Submits() {
+			lat = append(lat, s.Latency)
+		}
+		require.Equal(t, []time.Duration{300 * time.Millisecond, 300 * time.Millisecond, 0}, lat, "each submit records the latency it got")
 	})
 	t.Run("error status", func(t *testing.T) {
 		sim := startSim(t, SimOptions{})
