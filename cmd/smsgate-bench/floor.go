@@ -125,10 +125,14 @@ func serveFloor(ctx context.Context, ln net.Listener, webhook string, statuses [
 	var err error
 	select {
 	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err = srv.Shutdown(sctx)
-		cancel()
-	case err = <-served:
+	case err = <-served: // the listener failed
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if serr := srv.Shutdown(sctx); serr != nil {
+		// Handlers may still be queueing events: the workers are left to
+		// the process's exit rather than closing the queue under them.
+		return errors.Join(err, serr)
 	}
 	close(events)
 	wg.Wait()
