@@ -597,7 +597,9 @@ func TestTransmitterReceiverPair(t *testing.T) {
 }
 
 func TestPoolLeastLoadedAndUpdate(t *testing.T) {
-	sim := startSim(t, testharness.SimOptions{Faults: testharness.Faults{NoReceipts: true, Latency: 20 * time.Millisecond}})
+	// Answers held long enough that all 12 submits are seen in flight at
+	// once even on a slow, busy machine.
+	sim := startSim(t, testharness.SimOptions{Faults: testharness.Faults{NoReceipts: true, Latency: 500 * time.Millisecond}})
 	c := config.Carrier{Name: "ca", Binds: []config.Bind{testBind(t, sim.Addr(), "a"), testBind(t, sim.Addr(), "b")}}
 	p := newTestPool(t, c)
 	waitFor(t, 3*time.Second, "both bound", func() bool { return p.Free() == 20 })
@@ -609,11 +611,14 @@ func TestPoolLeastLoadedAndUpdate(t *testing.T) {
 			require.Equal(t, OK, res.Outcome, "%v", res.Err)
 		})
 	}
-	time.Sleep(10 * time.Millisecond)
-	st := p.States()
-	require.Equal(t, 12, st[0].InFlight+st[1].InFlight)
+	var st []BindState
+	waitFor(t, 400*time.Millisecond, "12 in flight", func() bool {
+		st = p.States()
+		return st[0].InFlight+st[1].InFlight == 12
+	})
 	require.InDelta(t, st[0].InFlight, st[1].InFlight, 2, "spread over both binds")
 	wg.Wait()
+	sim.SetFaults(testharness.Faults{NoReceipts: true})
 
 	// Update: keep a, change b, add c.
 	before := sim.MaxActiveBinds()
