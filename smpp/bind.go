@@ -105,6 +105,7 @@ type bind struct {
 	lim  *limiter
 
 	sem      chan struct{} // window: one token per submit_sm in flight
+	picking  atomic.Int32  // submits that picked this bind and have not asked for a window slot yet
 	state    atomic.Int32  // index in allStates
 	sess     atomic.Pointer[session]
 	draining atomic.Bool // shutting down: no new submit_sm
@@ -390,6 +391,16 @@ func (b *bind) answered(r *request) {
 // submit sends the frames of one message through the window, in order,
 // and waits for every response. See Result for the outcome rules.
 func (b *bind) submit(ctx context.Context, frames [][]byte) Result {
+	// This submit was counted in picking by Pool.pick until it asks for
+	// its first window slot.
+	picked := true
+	unpick := func() {
+		if picked {
+			picked = false
+			b.picking.Add(-1)
+		}
+	}
+	defer unpick()
 	n := len(frames)
 	var one [1]*request
 	reqs := one[:]
@@ -403,7 +414,9 @@ func (b *bind) submit(ctx context.Context, frames [][]byte) Result {
 	}
 	var agg aggregate
 	for i, f := range frames {
-		if err := b.acquire(ctx); err != nil {
+		err := b.acquire(ctx)
+		unpick()
+		if err != nil {
 			agg.add(Temporary, 0, fmt.Errorf("%w: waiting for a window slot: %w", ErrNotSent, err))
 			break
 		}

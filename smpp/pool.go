@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"io"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -158,6 +159,7 @@ func (p *Pool) Submit(ctx context.Context, s Submission) Result {
 	}
 	frames, err := buildSubmits(s, *p.wire.Load(), p.ref(s.To))
 	if err != nil {
+		b.picking.Add(-1)
 		return Result{Outcome: Permanent, Err: err}
 	}
 	return b.submit(ctx, frames)
@@ -172,7 +174,11 @@ func (p *Pool) ref(to string) uint16 {
 }
 
 // pick returns the usable bind with the most free window slots, starting
-// the scan at a rotating position so equal binds share the load.
+// the scan at a rotating position so equal binds share the load. Submits
+// that picked a bind but have not taken their slot yet count as taken, so
+// concurrent submits do not all pick the bind that looked freest (and then
+// wait for its slots while another bind has room); the caller must pass
+// the bind to bind.submit, or undo the count (picking.Add(-1)).
 func (p *Pool) pick() *bind {
 	binds := *p.binds.Load()
 	n := len(binds)
@@ -181,15 +187,18 @@ func (p *Pool) pick() *bind {
 	}
 	start := int(p.rr.Add(1))
 	var best *bind
-	bestFree := -1
+	bestFree := math.MinInt // with pending picks a bind may look over-full; any usable one will do
 	for i := range n {
 		b := binds[(start+i)%n]
 		if !b.usable() {
 			continue
 		}
-		if free := cap(b.sem) - len(b.sem); free > bestFree {
+		if free := cap(b.sem) - len(b.sem) - int(b.picking.Load()); free > bestFree {
 			best, bestFree = b, free
 		}
+	}
+	if best != nil {
+		best.picking.Add(1)
 	}
 	return best
 }
@@ -215,6 +224,18 @@ func (p *Pool) Free() int {
 	for _, b := range *p.binds.Load() {
 		if b.usable() {
 			n += cap(b.sem) - len(b.sem)
+		}
+	}
+	return n
+}
+
+// Window is the window of the usable binds: how many submit_sm they may
+// have in flight at once, taken or free.
+func (p *Pool) Window() int {
+	n := 0
+	for _, b := range *p.binds.Load() {
+		if b.usable() {
+			n += cap(b.sem)
 		}
 	}
 	return n

@@ -596,6 +596,40 @@ func TestTransmitterReceiverPair(t *testing.T) {
 	waitFor(t, 2*time.Second, "MO on the receiver", func() bool { return len(p.h.MOs()) == 1 })
 }
 
+// TestPickCountsPendingSubmits: submits that picked a bind but have not
+// taken a window slot yet count as load, so a burst of concurrent submits
+// spreads over the binds instead of herding onto the one that looked freest
+// when they all looked (and then waiting for its slots while the other bind
+// has room).
+func TestPickCountsPendingSubmits(t *testing.T) {
+	sim := startSim(t, testharness.SimOptions{})
+	c := config.Carrier{Name: "ca", Binds: []config.Bind{testBind(t, sim.Addr(), "a"), testBind(t, sim.Addr(), "b")}}
+	p := newTestPool(t, c)
+	waitFor(t, 3*time.Second, "both bound", func() bool { return p.Free() == 20 })
+	binds := *p.binds.Load()
+	binds[0].sem <- struct{}{} // a has one submit_sm in flight
+	t.Cleanup(func() { <-binds[0].sem })
+
+	got := map[string]int{}
+	for range 9 { // nine submits pick before any of them takes its slot
+		got[p.pick().name]++
+	}
+	require.Equal(t, 9, got["a"]+got["b"])
+	require.GreaterOrEqual(t, got["a"], 4, "picks so far: %v", got)
+	require.GreaterOrEqual(t, got["b"], 4, "picks so far: %v", got)
+	for _, b := range binds {
+		require.Equal(t, int32(got[b.name]), b.picking.Load())
+		b.picking.Store(0)
+	}
+
+	// A real submit leaves no pick counted behind, nor does one that fails.
+	require.Equal(t, OK, p.Submit(context.Background(), sub("x")).Outcome)
+	require.Equal(t, Permanent, p.Submit(context.Background(), Submission{From: "+15550001111", To: "+" + strings.Repeat("1", 30), Text: "x"}).Outcome, "an address too long for the wire")
+	for _, b := range binds {
+		require.Zero(t, b.picking.Load(), b.name)
+	}
+}
+
 func TestPoolLeastLoadedAndUpdate(t *testing.T) {
 	// Answers held long enough that all 12 submits are seen in flight at
 	// once even on a slow, busy machine.
@@ -603,6 +637,7 @@ func TestPoolLeastLoadedAndUpdate(t *testing.T) {
 	c := config.Carrier{Name: "ca", Binds: []config.Bind{testBind(t, sim.Addr(), "a"), testBind(t, sim.Addr(), "b")}}
 	p := newTestPool(t, c)
 	waitFor(t, 3*time.Second, "both bound", func() bool { return p.Free() == 20 })
+	require.Equal(t, 20, p.Window())
 
 	var wg sync.WaitGroup
 	for range 12 {
@@ -616,6 +651,7 @@ func TestPoolLeastLoadedAndUpdate(t *testing.T) {
 		st = p.States()
 		return st[0].InFlight+st[1].InFlight == 12
 	})
+	require.Equal(t, 20, p.Window(), "the window counts taken slots too")
 	require.InDelta(t, st[0].InFlight, st[1].InFlight, 2, "spread over both binds")
 	wg.Wait()
 	sim.SetFaults(testharness.Faults{NoReceipts: true})
@@ -628,6 +664,7 @@ func TestPoolLeastLoadedAndUpdate(t *testing.T) {
 	require.NoError(t, p.Update(c2))
 	require.Same(t, keepA, (*p.binds.Load())[0])
 	waitFor(t, 3*time.Second, "new binds bound", func() bool { return p.Free() == 25 })
+	require.Equal(t, 25, p.Window())
 	require.Equal(t, LongSAR, p.wire.Load().long)
 	waitFor(t, 3*time.Second, "old b closed", func() bool { return sim.ActiveBinds() == 3 })
 	require.GreaterOrEqual(t, sim.MaxActiveBinds(), before)
