@@ -41,6 +41,9 @@ type Carrier interface {
 	Submit(ctx context.Context, s smpp.Submission) smpp.Result
 	Up() bool
 	Free() int
+	// Window is how many submit_sm the usable binds may have in flight at
+	// once, taken or not.
+	Window() int
 }
 
 // Plan is what a configuration says about sending: the routing table and the
@@ -60,6 +63,17 @@ func (p *Plan) free() int {
 	for _, c := range p.Carriers {
 		if c.Up() {
 			n += c.Free()
+		}
+	}
+	return n
+}
+
+// window is the window of every carrier that is up.
+func (p *Plan) window() int {
+	n := 0
+	for _, c := range p.Carriers {
+		if c.Up() {
+			n += c.Window()
 		}
 	}
 	return n
@@ -300,9 +314,15 @@ func (d *Dispatcher) claimLoop(ctx context.Context, jobs chan<- queue.Claimed, p
 		plan := d.plan.Load()
 		// A message being submitted already holds a window slot (free()
 		// excludes it), so only the waiting and the answered-but-unacked
-		// ones are subtracted from the window; subtracting all of pending
-		// would keep half of it idle.
-		credit := min(plan.free()-int(waiting.Load())-int(unacked.Load()), d.opts.Workers-int(pending.Load()), d.opts.Batch)
+		// ones are subtracted from the free slots; subtracting all of
+		// pending would keep half of the window idle. And every claimed
+		// message not settled yet counts against the window itself: a
+		// message whose slot the carrier's answer has just freed, and
+		// which is not counted as unacked yet, is still one of them, so
+		// claimed-but-unsettled messages (what a SIGKILL could leave to
+		// be sent again) never exceed the window.
+		credit := min(plan.free()-int(waiting.Load())-int(unacked.Load()), plan.window()-int(pending.Load()),
+			d.opts.Workers-int(pending.Load()), d.opts.Batch)
 		if credit <= 0 {
 			d.wait(ctx, idle, d.opts.Idle)
 			continue

@@ -85,8 +85,9 @@ func (c *windowCarrier) Submit(ctx context.Context, _ smpp.Submission) smpp.Resu
 	}
 }
 
-func (c *windowCarrier) Up() bool  { return true }
-func (c *windowCarrier) Free() int { return cap(c.sem) - len(c.sem) }
+func (c *windowCarrier) Up() bool    { return true }
+func (c *windowCarrier) Free() int   { return cap(c.sem) - len(c.sem) }
+func (c *windowCarrier) Window() int { return cap(c.sem) }
 
 func (c *windowCarrier) inFlight() int {
 	c.mu.Lock()
@@ -144,8 +145,9 @@ type instantCarrier struct{}
 func (instantCarrier) Submit(context.Context, smpp.Submission) smpp.Result {
 	return smpp.Result{Outcome: smpp.OK, CarrierIDs: []string{"1"}}
 }
-func (instantCarrier) Up() bool  { return true }
-func (instantCarrier) Free() int { return 1000 }
+func (instantCarrier) Up() bool    { return true }
+func (instantCarrier) Free() int   { return 1000 }
+func (instantCarrier) Window() int { return 1000 }
 
 func listOf(n int) *listQueue {
 	q := &listQueue{}
@@ -218,8 +220,9 @@ func (c *answeringCarrier) Submit(context.Context, smpp.Submission) smpp.Result 
 	c.submitted.Add(1)
 	return smpp.Result{Outcome: smpp.OK, CarrierIDs: []string{"1"}}
 }
-func (c *answeringCarrier) Up() bool  { return true }
-func (c *answeringCarrier) Free() int { return c.window }
+func (c *answeringCarrier) Up() bool    { return true }
+func (c *answeringCarrier) Free() int   { return c.window }
+func (c *answeringCarrier) Window() int { return c.window }
 
 // TestDispatcherUnackedHoldWindow: messages the carrier answered but Redis
 // has not acked yet count against the window, so what a SIGKILL can leave

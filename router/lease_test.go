@@ -170,8 +170,9 @@ func (c *slowCarrier) Submit(ctx context.Context, _ smpp.Submission) smpp.Result
 		return smpp.Result{Outcome: smpp.Unknown, Err: ctx.Err()}
 	}
 }
-func (c *slowCarrier) Up() bool  { return true }
-func (c *slowCarrier) Free() int { return 10 }
+func (c *slowCarrier) Up() bool    { return true }
+func (c *slowCarrier) Free() int   { return 10 }
+func (c *slowCarrier) Window() int { return 10 }
 
 func runDispatcher(t *testing.T, opts DispatcherOptions) {
 	t.Helper()

@@ -261,8 +261,9 @@ type idCarrier struct{ ids []string }
 func (c idCarrier) Submit(context.Context, smpp.Submission) smpp.Result {
 	return smpp.Result{Outcome: smpp.OK, CarrierIDs: c.ids}
 }
-func (idCarrier) Up() bool  { return true }
-func (idCarrier) Free() int { return 1000 }
+func (idCarrier) Up() bool    { return true }
+func (idCarrier) Free() int   { return 1000 }
+func (idCarrier) Window() int { return 1000 }
 
 // TestDispatcherTracksAcksInProgress: from the carrier's answer until its
 // AckMany returns (acked, lease lost or failed), a message's carrier ids
