@@ -40,7 +40,14 @@ type daemon struct {
 	edit   func(string) string
 }
 
-func configText(simAddr, sinkURL, prefix, extraNumbers string) string {
+// configHead is the part of the app tests' configs before the first
+// [[org]]: listeners, admin token, Redis (redisAddr, "" the shared one),
+// queue, webhook (more keys in webhookExtra), shutdown grace and the
+// simulator carrier with its catch-all route.
+func configHead(simAddr, sinkURL, prefix, redisAddr, webhookExtra, grace string) string {
+	if redisAddr == "" {
+		redisAddr = testharness.SharedRedisAddr
+	}
 	host, port, _ := strings.Cut(simAddr, ":")
 	return fmt.Sprintf(`
 [http]
@@ -50,7 +57,7 @@ listen = "127.0.0.1:0"
 [admin]
 token_sha256 = %q
 [redis]
-addr = "127.0.0.1:6379"
+addr = %q
 key_prefix = %q
 [queue]
 lease = "5s"
@@ -60,8 +67,9 @@ url = %q
 secret = %q
 min_backoff = "50ms"
 max_backoff = "200ms"
+%s
 [shutdown]
-grace = "10s"
+grace = %q
 [[carrier]]
 name = "sim"
   [[carrier.bind]]
@@ -75,7 +83,13 @@ name = "sim"
 [[route]]
 prefix = "+"
 carrier = "sim"
-[[org]]
+`, config.HashKey(testAdminToken), redisAddr, prefix, sinkURL, testSecret, webhookExtra, grace, host, port)
+}
+
+// configText is the app tests' usual config: org acme with one registered
+// long code, +15550001111, and the org.number tables in extraNumbers.
+func configText(simAddr, sinkURL, prefix, extraNumbers string) string {
+	return configHead(simAddr, sinkURL, prefix, "", "", "10s") + fmt.Sprintf(`[[org]]
 id = "acme"
 name = "Acme Clinic"
 api_key_sha256 = [%q]
@@ -85,7 +99,7 @@ api_key_sha256 = [%q]
   registered = true
   rate = 50
 %s
-`, config.HashKey(testAdminToken), prefix, sinkURL, testSecret, host, port, config.HashKey(testAPIKey), extraNumbers)
+`, config.HashKey(testAPIKey), extraNumbers)
 }
 
 func startDaemon(t *testing.T) *daemon {

@@ -18,6 +18,19 @@ import (
 	"github.com/smsgate/smsgate/testharness"
 )
 
+// receiptHandler is an inbound handler on a queue in the shared Redis
+// under a fresh prefix, with its own metrics registry.
+func receiptHandler(t *testing.T) (*inbound, *queue.Queue, *redis.Client, string, *prometheus.Registry) {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: testharness.SharedRedisAddr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	prefix := testharness.RedisPrefix(t)
+	q, err := queue.New(queue.Options{Client: rdb, Prefix: prefix, NormalizeID: smpp.NormalizeID})
+	require.NoError(t, err)
+	reg := prometheus.NewRegistry()
+	return &inbound{app: &App{queue: q}, log: slog.New(slog.DiscardHandler), metrics: newInboundMetrics(reg)}, q, rdb, prefix, reg
+}
+
 // batchReceiptCounts reads smsgate_inbound_receipts_total as
 // "outcome/state" -> count.
 func batchReceiptCounts(t *testing.T, reg *prometheus.Registry) map[string]float64 {
@@ -48,13 +61,8 @@ func TestHandleReceiptsBatch(t *testing.T) {
 		t.Skip("needs the shared Redis")
 	}
 	ctx := context.Background()
-	rdb := redis.NewClient(&redis.Options{Addr: testharness.SharedRedisAddr})
-	t.Cleanup(func() { _ = rdb.Close() })
-	prefix := testharness.RedisPrefix(t)
-	q, err := queue.New(queue.Options{Client: rdb, Prefix: prefix, NormalizeID: smpp.NormalizeID})
-	require.NoError(t, err)
-	reg := prometheus.NewRegistry()
-	h := &inbound{app: &App{queue: q}, log: slog.New(slog.DiscardHandler), metrics: newInboundMetrics(reg)}
+	h, q, rdb, prefix, reg := receiptHandler(t)
+	var err error
 
 	const from = "+15550001111"
 	var ids []string

@@ -61,44 +61,10 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// inboundConfigText is configText with the knobs the inbound tests need.
+// inboundConfigText is the inbound tests' config: configHead with their
+// knobs, org acme with three numbers and org beta with one.
 func inboundConfigText(o inboundOpts, simAddr, sinkURL, prefix string) string {
-	host, port, _ := strings.Cut(simAddr, ":")
-	return fmt.Sprintf(`
-[http]
-listen = "127.0.0.1:0"
-[metrics]
-listen = "127.0.0.1:0"
-[admin]
-token_sha256 = %q
-[redis]
-addr = %q
-key_prefix = %q
-[queue]
-lease = "5s"
-retry_backoff = "100ms"
-[webhook]
-url = %q
-secret = %q
-min_backoff = "50ms"
-max_backoff = "200ms"
-%s
-[shutdown]
-grace = "5s"
-[[carrier]]
-name = "sim"
-  [[carrier.bind]]
-  host = %q
-  port = %s
-  system_id = "smsgate"
-  password = "secret"
-  window = 10
-  reconnect_min = "50ms"
-  reconnect_max = "200ms"
-[[route]]
-prefix = "+"
-carrier = "sim"
-[[org]]
+	return configHead(simAddr, sinkURL, prefix, o.redisAddr, o.webhook, "5s") + fmt.Sprintf(`[[org]]
 id = "acme"
 name = "Acme Clinic"
 api_key_sha256 = [%q]
@@ -128,8 +94,7 @@ help_text = "Beta Dental: call (555) 010-0000 for help."
   kind = "long_code"
   registered = true
   rate = 50
-`, config.HashKey(testAdminToken), o.redisAddr, prefix, sinkURL, testSecret, o.webhook, host, port,
-		config.HashKey(testAPIKey), o.acme, numAcme1, numAcme2, numSlow, config.HashKey("test-key-beta"), numBeta)
+`, config.HashKey(testAPIKey), o.acme, numAcme1, numAcme2, numSlow, config.HashKey("test-key-beta"), numBeta)
 }
 
 // inboundDaemon is a daemon (app_test.go helpers apply) plus what the
@@ -759,13 +724,8 @@ func TestReceiptForVanishedMessage(t *testing.T) {
 		t.Skip("needs the shared Redis")
 	}
 	ctx := context.Background()
-	rdb := redis.NewClient(&redis.Options{Addr: testharness.SharedRedisAddr})
-	t.Cleanup(func() { _ = rdb.Close() })
-	prefix := testharness.RedisPrefix(t)
-	q, err := queue.New(queue.Options{Client: rdb, Prefix: prefix, NormalizeID: smpp.NormalizeID})
-	require.NoError(t, err)
-	reg := prometheus.NewRegistry()
-	h := &inbound{app: &App{queue: q}, log: slog.New(slog.DiscardHandler), metrics: newInboundMetrics(reg)}
+	h, q, rdb, prefix, reg := receiptHandler(t)
+	var err error
 
 	const from = "+15550001111"
 	m := &message.Message{ID: q.NewMessageID(from), From: from, To: "+15557654321", Text: "hi", Segments: 1, Kind: message.KindUser}
@@ -787,22 +747,7 @@ func TestReceiptForVanishedMessage(t *testing.T) {
 	require.NoError(t, h.HandleReceipt(ctx, smpp.Receipt{CarrierMessageID: "A00000000BEEF", State: "DELIVRD"}))
 	require.NoError(t, h.HandleReceipt(ctx, smpp.Receipt{CarrierMessageID: "a00000000cafe", State: "UNDELIV", Err: "001"}))
 	require.NoError(t, h.HandleReceipt(ctx, smpp.Receipt{CarrierMessageID: "a00000000cafe", State: "ENROUTE"}))
-	counts := map[string]float64{}
-	mfs, err := reg.Gather()
-	require.NoError(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() != "smsgate_inbound_receipts_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			var l []string
-			for _, lp := range m.GetLabel() {
-				l = append(l, lp.GetValue())
-			}
-			counts[strings.Join(l, "/")] = m.GetCounter().GetValue()
-		}
-	}
-	require.Equal(t, map[string]float64{"unmatched/DELIVRD": 1, "held/UNDELIV": 1, "ignored/ENROUTE": 1}, counts)
+	require.Equal(t, map[string]float64{"unmatched/DELIVRD": 1, "held/UNDELIV": 1, "ignored/ENROUTE": 1}, batchReceiptCounts(t, reg))
 }
 
 // BenchmarkReceipts measures delivery receipts applied through
