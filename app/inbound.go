@@ -254,24 +254,46 @@ func (h *inbound) HandleMO(ctx context.Context, m smpp.MO) error {
 // text. Replies bypass the opt-out check: they are what it confirms.
 func (h *inbound) keyword(ctx context.Context, cfg *config.Config, org *config.Org, num *config.Number, external string, kw compliance.Keyword) error {
 	var text string
+	// Every step is idempotent: when one fails, the MO is not acknowledged
+	// and the carrier's redelivery does the whole keyword again.
 	switch kw.Kind {
 	case "stop":
 		numbers := []string{num.E164}
 		if kw.All {
-			numbers = numbers[:0]
-			for _, n := range org.Numbers {
-				numbers = append(numbers, n.E164)
-			}
+			numbers = orgNumbers(org)
 		}
 		for _, n := range numbers {
 			if err := h.app.queue.OptOut(ctx, n, external); err != nil {
 				return fmt.Errorf("record opt-out: %w", err)
 			}
 		}
+		if kw.All {
+			if err := h.app.queue.MarkStopAll(ctx, org.ID, external); err != nil {
+				return fmt.Errorf("record opt-out: %w", err)
+			}
+		}
 		text = compliance.StopReply(org.Name, org.StopText)
 	case "start":
-		if err := h.app.queue.OptIn(ctx, num.E164, external); err != nil {
+		// START undoes what the person's opt-out did: after STOPALL, the
+		// opt-out at every number of the org; otherwise at this number.
+		all, err := h.app.queue.StopAllMarked(ctx, org.ID, external)
+		if err != nil {
 			return fmt.Errorf("record opt-in: %w", err)
+		}
+		numbers := []string{num.E164}
+		if all {
+			numbers = orgNumbers(org)
+		}
+		for _, n := range numbers {
+			if err := h.app.queue.OptIn(ctx, n, external); err != nil {
+				return fmt.Errorf("record opt-in: %w", err)
+			}
+		}
+		if all {
+			// Last, so that a failure above leaves the mark for the retry.
+			if err := h.app.queue.ClearStopAll(ctx, org.ID, external); err != nil {
+				return fmt.Errorf("record opt-in: %w", err)
+			}
 		}
 		text = compliance.StartReply(org.Name, org.StartText)
 	case "help":
@@ -312,6 +334,15 @@ func (h *inbound) keyword(ctx context.Context, cfg *config.Config, org *config.O
 		return fmt.Errorf("queue keyword reply: %w", err)
 	}
 	return nil
+}
+
+// orgNumbers lists the E.164 numbers of org.
+func orgNumbers(org *config.Org) []string {
+	numbers := make([]string, 0, len(org.Numbers))
+	for _, n := range org.Numbers {
+		numbers = append(numbers, n.E164)
+	}
+	return numbers
 }
 
 func (h *inbound) count(c *prometheus.CounterVec, a, b string) {

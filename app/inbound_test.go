@@ -481,6 +481,26 @@ func TestInboundKeywords(t *testing.T) {
 		require.Equal(t, http.StatusUnprocessableEntity, code, raw)
 	}
 	require.Equal(t, "stop", *d.waitReceived(y, 1).Keyword)
+	require.False(t, optedOut(numBeta, y), "STOPALL covers the numbers of the org texted, not another org's")
+
+	// START after STOPALL, at another of the org's numbers, undoes STOPALL:
+	// every acme number may text y again.
+	require.NoError(t, d.sim.InjectMO(testharness.MO{From: y, To: numAcme1, Text: "START"}))
+	subs = d.waitSubmitsTo(y, 2)
+	require.Contains(t, string(subs[1].ShortMessage), "resubscribed to Acme Clinic")
+	require.Equal(t, strings.TrimPrefix(numAcme1, "+"), strings.TrimPrefix(subs[1].Source, "+"))
+	for _, n := range []string{numAcme1, numAcme2, numSlow} {
+		require.False(t, optedOut(n, y), n)
+	}
+	// A later STOP covers only its number, and a START elsewhere does not
+	// lift it: the STOPALL was already undone.
+	require.NoError(t, d.sim.InjectMO(testharness.MO{From: y, To: numAcme2, Text: "STOP"}))
+	d.waitSubmitsTo(y, 3)
+	require.NoError(t, d.sim.InjectMO(testharness.MO{From: y, To: numAcme1, Text: "START"}))
+	d.waitSubmitsTo(y, 4)
+	require.True(t, optedOut(numAcme2, y))
+	require.False(t, optedOut(numAcme1, y))
+	require.False(t, optedOut(numSlow, y))
 
 	// Not a keyword, but a plain-language request: flagged, nothing else.
 	const z = "+15557652003"

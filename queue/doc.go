@@ -33,6 +33,8 @@
 //	base+"idem:"+org+":"+key HASH h (request hash), r (response); TTL IdempotencyTTL
 //	base+"optout:"+from     SET   numbers that opted out of from
 //	base+"conv:"+from       SET   numbers with a started conversation (notice sent or texted first)
+//	base+"stopall:"+org     SET   numbers whose opt-out from the org came from STOPALL, until their
+//	                              START (base of the bucket of "org:"+org)
 //	base+"events"           STREAM type, org, data (JSON); MAXLEN ~ StreamMaxLen (entries
 //	                              written by older versions also have id and at)
 //

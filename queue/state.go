@@ -30,6 +30,39 @@ func (q *Queue) OptIn(ctx context.Context, from, to string) error {
 	return nil
 }
 
+// stopAllKey is the set of the external numbers whose opt-out from org
+// came from STOPALL, in the bucket of "org:<id>".
+func (q *Queue) stopAllKey(org string) string {
+	return q.base(q.Bucket("org:"+org)) + "stopall:" + org
+}
+
+// MarkStopAll records that to opted out of all of org's numbers with
+// STOPALL, so that its START can lift the opt-out at all of them.
+func (q *Queue) MarkStopAll(ctx context.Context, org, to string) error {
+	if err := q.rdb.SAdd(ctx, q.stopAllKey(org), to).Err(); err != nil {
+		return fmt.Errorf("queue: mark stopall: %w", err)
+	}
+	return nil
+}
+
+// StopAllMarked reports whether to's opt-out from org came from STOPALL
+// and no START has lifted it since.
+func (q *Queue) StopAllMarked(ctx context.Context, org, to string) (bool, error) {
+	ok, err := q.rdb.SIsMember(ctx, q.stopAllKey(org), to).Result()
+	if err != nil {
+		return false, fmt.Errorf("queue: stopall marked: %w", err)
+	}
+	return ok, nil
+}
+
+// ClearStopAll removes the STOPALL mark of to for org.
+func (q *Queue) ClearStopAll(ctx context.Context, org, to string) error {
+	if err := q.rdb.SRem(ctx, q.stopAllKey(org), to).Err(); err != nil {
+		return fmt.Errorf("queue: clear stopall: %w", err)
+	}
+	return nil
+}
+
 // IsOptedOut reports whether to opted out of messages from from.
 func (q *Queue) IsOptedOut(ctx context.Context, from, to string) (bool, error) {
 	ok, err := q.rdb.SIsMember(ctx, q.base(q.Bucket(from))+"optout:"+from, to).Result()
