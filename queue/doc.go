@@ -20,7 +20,11 @@
 //	base+"inflight"         ZSET  message id -> lease expiry (µs)
 //	base+"q:"+from          LIST  queued message ids, FIFO (the leased one is popped; Retry,
 //	                              Requeue and Reap push it back to the head)
-//	base+"s:"+from          HASH  iv (µs per segment), nx (next-allowed µs), nf (in flight)
+//	base+"s:"+from          HASH  iv (µs per segment), nx (next-allowed µs), nf (in flight),
+//	                              mx (about the latest expiry queued, µs, "x": none; moves in
+//	                              steps of a minute)
+//	base+"xq"               ZSET  message id -> expiry (µs) of queued messages that expire before
+//	                              one ahead of them (their field xi is "1"); Reap ends them expired
 //	base+"m:"+id            HASH  body (message JSON), st (status), att (attempts), exp (µs, 0 none),
 //	                              segs, org, ref (client_ref), from, dup ("1": possible duplicate),
 //	                              nh (history length), h1…h<nh> (history entries, one field per
@@ -53,7 +57,8 @@
 // a pipelined ZRANGE of every bucket at most every ProbeInterval (50 ms)
 // notices what other daemons queued or released. The claim script takes the
 // due senders of a bucket earliest first, drops expired
-// heads (status expired, with its event), leases the head and advances the
+// heads (status expired, with its event) and heads that Reap already ended
+// (see xq), leases the head and advances the
 // sender's next-allowed time by interval × segments (GCRA; a sender claimed
 // late may catch up by at most one interval, capped at 20 ms, so any one-second
 // window sees at most rate + 1 segments). With the default SenderWindow of 1

@@ -532,23 +532,34 @@ func (q *Queue) Renew(ctx context.Context, c Claimed, d time.Duration) error {
 const reapBatch = 1000
 
 // Reap returns messages whose lease expired to the head of their sender's
-// list, flagged as possible duplicates. Any daemon may call it periodically.
+// list, flagged as possible duplicates, and ends as expired the queued
+// messages whose validity passed while they waited behind messages that
+// expire later (the heads are claim's). Any daemon may call it
+// periodically. It returns how many leases it reaped.
 func (q *Queue) Reap(ctx context.Context) (int, error) {
 	buckets := make([]int, q.opts.Buckets)
 	for b := range buckets {
 		buckets[b] = b
 	}
-	total := 0
+	total, expired := 0, 0
 	var errs []error
 	for _, r := range q.pipeScripts(ctx, scriptReap, buckets, func(int) []any { return []any{reapBatch} }) {
 		if r.err != nil {
 			errs = append(errs, r.err)
 			continue
 		}
-		n, _ := r.val.(int64)
+		v, _ := r.val.([]any)
+		if len(v) != 2 {
+			errs = append(errs, fmt.Errorf("unexpected reap reply %v", r.val))
+			continue
+		}
+		n, _ := v[0].(int64)
+		x, _ := v[1].(int64)
 		total += int(n)
+		expired += int(x)
 	}
 	q.m.reaped.Add(float64(total))
+	q.m.expired.Add(float64(expired))
 	if len(errs) > 0 {
 		return total, fmt.Errorf("queue: reap: %w", errors.Join(errs...))
 	}

@@ -334,6 +334,93 @@ func TestExpiry(t *testing.T) {
 	}
 }
 
+// A message whose validity passes while it waits behind messages that
+// expire later ends expired when Reap sweeps, not when it reaches the head;
+// a head that expires is still claim's, and the others keep their order.
+func TestExpiryBehindLongerValidity(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			ctx := context.Background()
+			c := be.client(t)
+			q := newQueue(t, c, testPrefix(t, c), Options{SenderWindow: 3})
+			const from, other = "+15550001111", "+15550002222"
+			long1 := msg(q, from, "+1555000001", "long 1")
+			long1.ExpiresAt = time.Now().Add(10 * time.Hour)
+			short := msg(q, from, "+1555000001", "short")
+			short.ExpiresAt = time.Now().Add(time.Second)
+			noExpiry := msg(q, from, "+1555000001", "no expiry")
+			noExpiry.ExpiresAt = time.Time{}
+			short2 := msg(q, from, "+1555000001", "short behind one without expiry")
+			short2.ExpiresAt = short.ExpiresAt
+			long2 := msg(q, from, "+1555000001", "long 2")
+			head := msg(q, other, "+1555000001", "alone")
+			head.ExpiresAt = short.ExpiresAt
+			for _, m := range []*message.Message{long1, short, noExpiry, short2, long2, head} {
+				enqueue(t, q, m, 0)
+			}
+			status := func(id string) message.Status {
+				rec, err := q.Get(ctx, id)
+				require.NoError(t, err)
+				return rec.Status
+			}
+
+			xq := q.base(q.Bucket(from)) + "xq"
+			require.ElementsMatch(t, []string{short.ID, short2.ID, long2.ID}, q.rdb.ZRange(ctx, xq, 0, -1).Val(),
+				"indexed: what expires before a message ahead of it (long 2 is behind the one without expiry)")
+
+			// Before their validity, the sweep changes nothing.
+			n, err := q.Reap(ctx)
+			require.NoError(t, err)
+			require.Zero(t, n)
+			require.Equal(t, message.StatusQueued, status(short.ID))
+
+			time.Sleep(time.Until(short.ExpiresAt) + 20*time.Millisecond)
+			n, err = q.Reap(ctx)
+			require.NoError(t, err)
+			require.Zero(t, n, "no lease was reaped")
+			require.Equal(t, message.StatusExpired, status(short.ID))
+			require.Equal(t, message.StatusExpired, status(short2.ID))
+			require.Equal(t, message.StatusQueued, status(head.ID), "a head's expiry is claim's")
+			for _, m := range []*message.Message{long1, noExpiry, long2} {
+				require.Equal(t, message.StatusQueued, status(m.ID), m.Text)
+			}
+			evs := events(t, q, from)
+			require.Len(t, evs, 2)
+			var expiredIDs []string
+			for _, ev := range evs {
+				var d message.StatusData
+				require.NoError(t, json.Unmarshal([]byte(ev.Data), &d))
+				require.Equal(t, message.StatusExpired, d.Status)
+				require.Equal(t, "expired", d.Error.Code)
+				expiredIDs = append(expiredIDs, d.ID)
+			}
+			require.ElementsMatch(t, []string{short.ID, short2.ID}, expiredIDs)
+			rec, err := q.Get(ctx, short.ID)
+			require.NoError(t, err)
+			require.Zero(t, rec.Attempts)
+
+			// Claims take the rest in order and skip what the sweep ended.
+			got := claimAll(t, q, 3, time.Second)
+			ids := make([]string, len(got))
+			for i, g := range got {
+				ids[i] = g.Msg.ID
+			}
+			require.Equal(t, []string{long1.ID, noExpiry.ID, long2.ID}, ids)
+			require.Zero(t, q.rdb.ZCard(ctx, xq).Val())
+			// With the queue empty, what came before no longer counts.
+			enqueue(t, q, msg(q, from, "+1555000001", "after"), 0)
+			enqueue(t, q, msg(q, from, "+1555000001", "after 2"), 0)
+			require.Zero(t, q.rdb.ZCard(ctx, xq).Val())
+			require.Equal(t, message.StatusExpired, status(head.ID))
+			// A second sweep finds nothing more to end.
+			require.NoError(t, q.Ack(ctx, got[0], []string{"cid-1"}))
+			_, err = q.Reap(ctx)
+			require.NoError(t, err)
+			require.Len(t, events(t, q, from), 3, "the two expired and long 1's sent")
+		})
+	}
+}
+
 func TestReceiptBeforeAck(t *testing.T) {
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {

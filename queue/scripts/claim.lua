@@ -24,7 +24,13 @@ for _, from in ipairs(senders) do
     local id = redis.call('LPOP', qkey)
     if not id then break end
     local mkey = base .. 'm:' .. id
-    local f = redis.call('HMGET', mkey, 'st', 'exp', 'segs', 'body', 'dup', 'org', 'ref', 'ev')
+    local f = redis.call('HMGET', mkey, 'st', 'exp', 'segs', 'body', 'dup', 'org', 'ref', 'ev', 'xi')
+    if f[9] then
+      -- Out of the expiry index: a message out of the list is leased or
+      -- final (see enqueue).
+      redis.call('ZREM', base .. 'xq', id)
+      redis.call('HDEL', mkey, 'xi')
+    end
     if f[1] ~= 'queued' then
       dropped = dropped + 1 -- vanished or already final: not claimable
     elseif tonumber(f[2]) > 0 and tonumber(f[2]) <= now then

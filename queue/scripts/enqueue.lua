@@ -39,6 +39,13 @@ if redis.call('EXISTS', unpack(mkeys)) > 0 then
 end
 local now = now_us()
 local ev = ARGV[26] or ''
+-- The sender's state: nf, nx (see resched), iv (rate interval) and mx:
+-- about the latest expiry queued (µs, "x" for a message without one).
+local mxSlack = 60000000 -- 1 min in µs, see store
+local s = redis.call('HMGET', skey, 'nf', 'nx', 'iv', 'mx')
+local mx = tonumber(s[4] or 0)
+if s[4] == 'x' then mx = math.huge end
+local mx0 = mx
 local function store(i)
   local id = ARGV[i]
   local args = {'HSET', base .. 'm:' .. id, 'body', ARGV[i + 1], 'st', 'queued', 'att', 0, 'exp', ARGV[i + 2],
@@ -48,6 +55,25 @@ local function store(i)
     args[#args + 1] = 'ev'
     args[#args + 1] = ev
   end
+  -- Claim notices an expired message when it reaches the head: in time when
+  -- nothing ahead of it expires later. A message that expires before one
+  -- ahead of it (by more than mxSlack) is also put in the bucket's expiry
+  -- index xq (field xi), which Reap sweeps, so its expiry is reported when
+  -- it happens. mx moves only in steps of mxSlack, so that an enqueue
+  -- seldom writes it: a message it leaves out is reported at most mxSlack
+  -- late.
+  local exp = tonumber(ARGV[i + 2])
+  if exp == 0 then exp = math.huge end
+  if exp < mx then
+    if redis.call('LLEN', qkey) > 0 then
+      args[#args + 1] = 'xi'
+      args[#args + 1] = '1'
+      redis.call('ZADD', base .. 'xq', ARGV[i + 2], id)
+    else
+      mx = 0 -- nothing queued: only what follows counts
+    end
+  end
+  if exp > mx + mxSlack then mx = exp end
   redis.call(unpack(args))
   redis.call('RPUSH', qkey, id)
 end
@@ -56,10 +82,18 @@ if notice then
   store(21)
 end
 store(16)
--- The sender's state: its rate interval is written only when it changed.
-local s = redis.call('HMGET', skey, 'nf', 'nx', 'iv')
+-- iv and mx are written only when they changed.
+local set = {}
 if tonumber(ARGV[13]) >= 0 and s[3] ~= ARGV[13] then
-  redis.call('HSET', skey, 'iv', ARGV[13])
+  set[#set + 1] = 'iv'
+  set[#set + 1] = ARGV[13]
+end
+if mx ~= mx0 then
+  set[#set + 1] = 'mx'
+  if mx == math.huge then set[#set + 1] = 'x' else set[#set + 1] = n2s(mx) end
+end
+if #set > 0 then
+  redis.call('HSET', skey, unpack(set))
 end
 local score, added = resched(from, now, false, tonumber(s[1] or 0), tonumber(s[2] or 0), true)
 if idem ~= '' then

@@ -1,5 +1,6 @@
 -- reap: ARGV[6] max. Leases that expired go back to the head of their sender's
--- list, flagged as possible duplicates.
+-- list, flagged as possible duplicates; queued messages of the expiry index
+-- whose validity passed end expired. Returns {leases reaped, messages expired}.
 local now = now_us()
 local ids = redis.call('ZRANGEBYSCORE', base .. 'inflight', '-inf', n2s(now), 'LIMIT', 0, tonumber(ARGV[6]))
 for _, id in ipairs(ids) do
@@ -17,4 +18,22 @@ for _, id in ipairs(ids) do
     resched(f[1], now, false, nf, nx)
   end
 end
-return #ids
+-- Messages of the expiry index (see enqueue) whose validity passed while
+-- they waited behind others end expired now. Their ids stay in the list;
+-- claim drops them when they reach the head.
+local expired = 0
+local xids = redis.call('ZRANGEBYSCORE', base .. 'xq', '-inf', n2s(now), 'LIMIT', 0, tonumber(ARGV[6]))
+for _, id in ipairs(xids) do
+  redis.call('ZREM', base .. 'xq', id)
+  local mkey = base .. 'm:' .. id
+  local f = redis.call('HMGET', mkey, 'st', 'exp', 'org', 'ref', 'dup', 'ev')
+  local exp = tonumber(f[2]) or 0
+  if f[1] == 'queued' and exp > 0 and exp <= now
+      and not redis.call('ZSCORE', base .. 'inflight', id) then
+    redis.call('HDEL', mkey, 'xi')
+    finish(mkey, id, {org = f[3], ref = f[4], dup = f[5], ev = f[6]}, 'expired', now,
+      'expired', 'the validity period passed before the message could be sent', '')
+    expired = expired + 1
+  end
+end
+return {#ids, expired}
