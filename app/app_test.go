@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -493,4 +494,52 @@ func TestStatusEventsFilter(t *testing.T) {
 		hist = append(hist, h.Status)
 	}
 	require.Equal(t, []string{"queued", "sent", "delivered"}, hist)
+}
+
+// With no carrier bind up nothing is claimed, yet a message still ends
+// expired, with its event, once its validity passed (and its notice too).
+func TestExpiryWhileNoCarrierIsUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	d := startDaemon(t)
+	require.NoError(t, d.sim.Close())
+	require.Eventually(t, func() bool {
+		code, _ := d.do("GET", "/readyz", "", nil)
+		return code == http.StatusServiceUnavailable
+	}, 10*time.Second, 20*time.Millisecond, "the bind never went down")
+
+	var a accepted
+	code, raw := d.do("POST", "/v1/messages", `{"from":"+15550001111","to":"+15557654321","text":"Running 10 minutes late.","validity":"1s"}`, &a)
+	require.Equal(t, http.StatusAccepted, code, raw)
+	// Reaps run every lease/3 (5 s / 3 in this config).
+	require.Eventually(t, func() bool {
+		return slices.Equal(d.statuses(a.ID), []string{"expired"})
+	}, 10*time.Second, 50*time.Millisecond, "no expired event: %v", d.statuses(a.ID))
+	var m struct {
+		Status  string `json:"status"`
+		History []struct {
+			Status string `json:"status"`
+			Error  *struct {
+				Code string `json:"code"`
+			} `json:"error"`
+		} `json:"history"`
+	}
+	code, raw = d.do("GET", "/v1/messages/"+a.ID, "", &m)
+	require.Equal(t, http.StatusOK, code, raw)
+	require.Equal(t, "expired", m.Status)
+	last := m.History[len(m.History)-1]
+	require.Equal(t, "expired", last.Status)
+	require.NotNil(t, last.Error)
+	require.Equal(t, "expired", last.Error.Code)
+	// The notice queued ahead of it expired with it: no event is missing.
+	require.Eventually(t, func() bool {
+		n := 0
+		for _, e := range d.events() {
+			if e.Type == "message.status" && strings.Contains(string(e.Data), `"status":"expired"`) {
+				n++
+			}
+		}
+		return n == 2
+	}, 10*time.Second, 50*time.Millisecond)
 }

@@ -67,6 +67,11 @@
 // daemons. A message whose lease expires (the daemon died) is put back by
 // any daemon's Reap and flagged as a possible duplicate.
 //
+// Expiry: claim ends expired heads. Reap also ends the messages of the
+// expiry index xq whose validity passed (those that expire before a message
+// ahead of them), and ExpireHeads ends expired heads without claiming, for
+// the dispatcher to call while no carrier is up and claims do not run.
+//
 // Idempotency records (request hash and first response) live in the
 // sender's bucket, so Enqueue checks them atomically; BindIdempotencyKey
 // first ties an org's key to one sender number org-wide

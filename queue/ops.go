@@ -566,6 +566,66 @@ func (q *Queue) Reap(ctx context.Context) (int, error) {
 	return total, nil
 }
 
+// ExpireHeads bound the work of one ExpireHeads call per bucket: due
+// senders looked at, and heads dropped.
+const (
+	expireHeadsSenders = 500
+	expireHeadsDrops   = 1000
+)
+
+// ExpireHeads ends as expired the queued messages at the head of due
+// senders' queues whose validity passed, as Claim would, without leasing
+// anything. Claim only runs while a carrier can take messages, so the
+// dispatcher calls this periodically while none can: messages then still
+// expire on time, with their events. One call looks at up to 500 due
+// senders per bucket and drops up to 1,000 heads there; the next call goes
+// on from where it stopped, so every sender's head is looked at in turn.
+// It returns how many messages it ended.
+func (q *Queue) ExpireHeads(ctx context.Context) (int, error) {
+	q.expMu.Lock()
+	defer q.expMu.Unlock()
+	if q.expFrom == nil {
+		q.expFrom = make([]int, q.opts.Buckets)
+	}
+	buckets := make([]int, q.opts.Buckets)
+	for b := range buckets {
+		buckets[b] = b
+	}
+	total := 0
+	var errs []error
+	res := q.pipeScripts(ctx, scriptExpHeads, buckets, func(j int) []any {
+		return []any{q.expFrom[buckets[j]], q.expSenders, q.expDrops}
+	})
+	for j, r := range res {
+		b := buckets[j]
+		if r.err != nil {
+			errs = append(errs, r.err)
+			continue
+		}
+		v, _ := r.val.([]any)
+		if len(v) != 4 {
+			errs = append(errs, fmt.Errorf("unexpected expire_heads reply %v", r.val))
+			continue
+		}
+		n, _ := v[0].(int64)
+		looked, _ := v[1].(int64)
+		left, _ := v[2].(int64)
+		returned, _ := v[3].(int64)
+		total += int(n)
+		if returned < int64(q.expSenders) && looked == returned {
+			q.expFrom[b] = 0 // reached the end of the due senders: start over
+		} else {
+			// Senders that left ready moved the later ones forward.
+			q.expFrom[b] += int(looked - left)
+		}
+	}
+	q.m.expired.Add(float64(total))
+	if len(errs) > 0 {
+		return total, fmt.Errorf("queue: expire heads: %w", errors.Join(errs...))
+	}
+	return total, nil
+}
+
 // SetRate stores the sender's time per segment (1/rate; 0 = no limit).
 func (q *Queue) SetRate(ctx context.Context, from string, interval time.Duration) error {
 	if err := q.run(ctx, scriptSetRate, q.Bucket(from), from, us(interval)).Err(); err != nil {

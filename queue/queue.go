@@ -108,6 +108,11 @@ type Queue struct {
 
 	offset atomic.Int64 // Redis clock minus this host's clock, microseconds
 
+	expMu      sync.Mutex
+	expFrom    []int // per bucket: the offset into the due senders of the next ExpireHeads
+	expSenders int   // due senders one ExpireHeads looks at per bucket (tests lower it)
+	expDrops   int   // heads one ExpireHeads drops per bucket (tests lower it)
+
 	mu        sync.Mutex
 	cursor    int       // round-robin start of the next Claim
 	hints     []hint    // per bucket: what Claim knows of its ready senders
@@ -146,6 +151,7 @@ var (
 	scriptFail       = bucketScript("fail")
 	scriptRenew      = bucketScript("renew")
 	scriptReap       = bucketScript("reap")
+	scriptExpHeads   = bucketScript("expire_heads")
 	scriptSetRate    = bucketScript("setrate")
 	scriptReceived   = bucketScript("received")
 	scriptReceipt    = bucketScript("receipt")
@@ -266,7 +272,9 @@ func New(opts Options) (*Queue, error) {
 		log:  log.With("component", "queue"),
 		m:    newMetrics(reg),
 
-		heldMin: heldSweepMin,
+		heldMin:    heldSweepMin,
+		expSenders: expireHeadsSenders,
+		expDrops:   expireHeadsDrops,
 	}
 	q.buckets = make([]bucketKeys, opts.Buckets)
 	q.hints = make([]hint, opts.Buckets)

@@ -421,6 +421,86 @@ func TestExpiryBehindLongerValidity(t *testing.T) {
 	}
 }
 
+// ExpireHeads ends expired heads as claim would, leasing nothing; its
+// limits stop a call early and the next goes on from there, so every due
+// sender is looked at in turn.
+func TestExpireHeads(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			ctx := context.Background()
+			c := be.client(t)
+			q := newQueue(t, c, testPrefix(t, c), Options{Buckets: 1})
+			q.expSenders, q.expDrops = 2, 3
+			soon := time.Now().Add(time.Second)
+			var expiring, staying []*message.Message
+			// Five senders with an expiring head and a message that stays;
+			// the first has four expiring messages, more than one call drops.
+			for i := range 5 {
+				from := fmt.Sprintf("+1555000110%d", i)
+				n := 1
+				if i == 0 {
+					n = 4
+				}
+				for range n {
+					m := msg(q, from, "+1555000001", "expiring")
+					m.ExpiresAt = soon
+					enqueue(t, q, m, 0)
+					expiring = append(expiring, m)
+				}
+				m := msg(q, from, "+1555000001", "stays")
+				enqueue(t, q, m, 0)
+				staying = append(staying, m)
+			}
+			// A sender whose only message expires leaves ready.
+			alone := msg(q, "+15550001200", "+1555000001", "alone")
+			alone.ExpiresAt = soon
+			enqueue(t, q, alone, 0)
+			expiring = append(expiring, alone)
+
+			n, err := q.ExpireHeads(ctx)
+			require.NoError(t, err)
+			require.Zero(t, n, "nothing has expired yet")
+
+			time.Sleep(time.Until(soon) + 20*time.Millisecond)
+			total := 0
+			for range 10 {
+				n, err := q.ExpireHeads(ctx)
+				require.NoError(t, err)
+				require.LessOrEqual(t, n, 3, "one call drops at most expDrops")
+				total += n
+			}
+			require.Equal(t, len(expiring), total)
+			for _, m := range expiring {
+				rec, err := q.Get(ctx, m.ID)
+				require.NoError(t, err)
+				require.Equal(t, message.StatusExpired, rec.Status, m.From)
+				require.Zero(t, rec.Attempts)
+			}
+			for _, m := range staying {
+				rec, err := q.Get(ctx, m.ID)
+				require.NoError(t, err)
+				require.Equal(t, message.StatusQueued, rec.Status, m.From)
+			}
+			ready, err := q.rdb.ZRange(ctx, q.base(0)+"ready", 0, -1).Result()
+			require.NoError(t, err)
+			require.NotContains(t, ready, alone.From, "nothing queued: out of ready")
+			require.Len(t, ready, 5)
+
+			// What stays is claimed, one per sender, and nothing expired is.
+			got := claimAll(t, q, 5, time.Second)
+			ids := make([]string, len(got))
+			for i, g := range got {
+				ids[i] = g.Msg.ID
+			}
+			want := make([]string, len(staying))
+			for i, m := range staying {
+				want[i] = m.ID
+			}
+			require.ElementsMatch(t, want, ids)
+		})
+	}
+}
+
 func TestReceiptBeforeAck(t *testing.T) {
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {

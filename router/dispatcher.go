@@ -34,6 +34,9 @@ type Queue interface {
 	RenewMany(ctx context.Context, cs []queue.Claimed, d time.Duration) []error
 	// SweepHeld applies delivery receipts left held by a daemon that died.
 	SweepHeld(ctx context.Context) (int, error)
+	// ExpireHeads ends the expired messages at the head of their queues,
+	// as Claim does; for when no carrier is up and nothing is claimed.
+	ExpireHeads(ctx context.Context) (int, error)
 }
 
 // Carrier is one carrier's bind pool as the dispatcher uses it.
@@ -391,6 +394,17 @@ func (d *Dispatcher) reapLoop(ctx context.Context) {
 				d.log.Warn("sweeping held receipts failed", "err", err)
 			} else if n > 0 {
 				d.log.Info("applied delivery receipts left held (a daemon stopped before applying them)", "count", n)
+			}
+			if d.plan.Load().window() == 0 {
+				// No carrier is up, so nothing is claimed and claims do not
+				// see expired heads: end them here, so their validity still
+				// holds.
+				n, err = d.opts.Queue.ExpireHeads(ctx)
+				if err != nil && ctx.Err() == nil {
+					d.log.Warn("expiring queued messages failed", "err", err)
+				} else if n > 0 {
+					d.log.Info("messages expired in the queue while no carrier was up", "count", n)
+				}
 			}
 		}
 	}

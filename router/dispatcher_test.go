@@ -53,6 +53,7 @@ func (q *listQueue) Requeue(context.Context, queue.Claimed) error             { 
 func (q *listQueue) Fail(context.Context, queue.Claimed, message.Error) error { return nil }
 func (q *listQueue) Reap(context.Context) (int, error)                        { return 0, nil }
 func (q *listQueue) SweepHeld(context.Context) (int, error)                   { return 0, nil }
+func (q *listQueue) ExpireHeads(context.Context) (int, error)                 { return 0, nil }
 func (q *listQueue) RenewMany(_ context.Context, cs []queue.Claimed, _ time.Duration) []error {
 	return make([]error, len(cs))
 }
@@ -241,4 +242,58 @@ func TestDispatcherUnackedHoldWindow(t *testing.T) {
 	require.EqualValues(t, window, c.submitted.Load(), "no submission beyond the window while its acks are pending")
 	openGate()
 	require.Eventually(t, func() bool { return q.acked.Load() == 100 }, 10*time.Second, time.Millisecond)
+}
+
+// expiryQueue is a listQueue that counts ExpireHeads calls.
+type expiryQueue struct {
+	listQueue
+	expireCalls atomic.Int64
+}
+
+func (q *expiryQueue) ExpireHeads(context.Context) (int, error) {
+	q.expireCalls.Add(1)
+	return 0, nil
+}
+
+// switchCarrier is a carrier that is up or down as the test says and takes
+// nothing.
+type switchCarrier struct{ up atomic.Bool }
+
+func (c *switchCarrier) Submit(context.Context, smpp.Submission) smpp.Result {
+	return smpp.Result{Outcome: smpp.Temporary}
+}
+func (c *switchCarrier) Up() bool    { return c.up.Load() }
+func (c *switchCarrier) Free() int   { return 0 }
+func (c *switchCarrier) Window() int { return 10 }
+
+// While no carrier is up nothing is claimed, so the dispatcher has the
+// queue end expired heads itself, at every reap; while one is up, claims
+// do that and it does not.
+func TestDispatcherExpiresHeadsOnlyWhileNoCarrierIsUp(t *testing.T) {
+	q := &expiryQueue{}
+	carrier := &switchCarrier{}
+	carrier.up.Store(true)
+	cfg := &config.Config{Routes: []config.Route{{Prefix: "+", Carrier: "sim"}}}
+	d, err := NewDispatcher(DispatcherOptions{
+		Queue:        q,
+		Plan:         &Plan{Table: NewTable(cfg), Carriers: map[string]Carrier{"sim": carrier}},
+		Lease:        30 * time.Millisecond, // reaps every 10 ms
+		Idle:         time.Millisecond,
+		DrainTimeout: 100 * time.Millisecond,
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	time.Sleep(100 * time.Millisecond) // about 10 reaps
+	require.Zero(t, q.expireCalls.Load(), "a carrier is up: claims see expired heads")
+	carrier.up.Store(false)
+	require.Eventually(t, func() bool { return q.expireCalls.Load() >= 3 }, 5*time.Second, time.Millisecond)
+	carrier.up.Store(true)
+	time.Sleep(30 * time.Millisecond) // a reap in progress may still call it
+	n := q.expireCalls.Load()
+	time.Sleep(100 * time.Millisecond)
+	require.Equal(t, n, q.expireCalls.Load(), "the carrier is up again")
 }

@@ -122,8 +122,9 @@ func (q *leaseQueue) Fail(_ context.Context, c queue.Claimed, _ message.Error) e
 	return q.settleLocked(c.Msg.ID)
 }
 
-func (q *leaseQueue) Reap(context.Context) (int, error)      { return 0, nil }
-func (q *leaseQueue) SweepHeld(context.Context) (int, error) { return 0, nil }
+func (q *leaseQueue) Reap(context.Context) (int, error)        { return 0, nil }
+func (q *leaseQueue) SweepHeld(context.Context) (int, error)   { return 0, nil }
+func (q *leaseQueue) ExpireHeads(context.Context) (int, error) { return 0, nil }
 
 func (q *leaseQueue) RenewMany(_ context.Context, cs []queue.Claimed, d time.Duration) []error {
 	q.renewals.Add(1)
