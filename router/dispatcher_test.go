@@ -292,7 +292,7 @@ func TestDispatcherExpiresHeadsOnlyWhileNoCarrierIsUp(t *testing.T) {
 	carrier.up.Store(false)
 	require.Eventually(t, func() bool { return q.expireCalls.Load() >= 3 }, 5*time.Second, time.Millisecond)
 	carrier.up.Store(true)
-	time.Sleep(30 * time.Millisecond) // a reap in progress may still call it
+	time.Sleep(200 * time.Millisecond) // a reap in progress may still call it
 	n := q.expireCalls.Load()
 	time.Sleep(100 * time.Millisecond)
 	require.Equal(t, n, q.expireCalls.Load(), "the carrier is up again")
