@@ -50,6 +50,7 @@ func runFloorGateway(args []string, stdout io.Writer) error {
 	webhook := fs.String("webhook", "", "webhook URL")
 	statuses := fs.String("events", "sent,delivered", "statuses to POST, comma-separated")
 	workers := fs.Int("workers", 8, "concurrent event POSTs (smsgate's [webhook] workers default)")
+	raw := fs.Bool("raw", false, "hand-written HTTP/1.1 on net.Conn instead of net/http, server and client")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -63,62 +64,102 @@ func runFloorGateway(args []string, stdout io.Writer) error {
 	fmt.Fprintln(stdout, ln.Addr().String())
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if *raw {
+		return serveFloorRaw(ctx, ln, *webhook, strings.Split(*statuses, ","), *workers)
+	}
 	return serveFloor(ctx, ln, *webhook, strings.Split(*statuses, ","), *workers)
 }
 
-// serveFloor runs the floor gateway on ln until ctx is done, then lets the
-// queued events go out.
+// floorCore is what a floor gateway does per message, whatever its HTTP
+// stack: decode the request, queue the status events (a new
+// conversation's notice first), and make the 202 body.
+type floorCore struct {
+	statuses []string
+	events   chan floorEvent // a full queue holds back accepts: a floor keeps no backlog
+	seq      atomic.Int64
+	convMu   sync.Mutex
+	conv     map[string]bool
+}
+
+func newFloorCore(statuses []string) *floorCore {
+	return &floorCore{statuses: statuses, events: make(chan floorEvent, 8192), conv: map[string]bool{}}
+}
+
+// accept handles one request body; ok is false for a body that is not a
+// message.
+func (f *floorCore) accept(body []byte) (resp []byte, ok bool) {
+	var m struct {
+		From      string `json:"from"`
+		To        string `json:"to"`
+		ClientRef string `json:"client_ref"`
+	}
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, false
+	}
+	id := "msg_floor" + strconv.FormatInt(f.seq.Add(1), 10)
+	f.convMu.Lock()
+	first := !f.conv[m.From+"|"+m.To]
+	f.conv[m.From+"|"+m.To] = true
+	f.convMu.Unlock()
+	if first {
+		f.emit("", id+"n")
+	}
+	f.emit(m.ClientRef, id)
+	return fmt.Appendf(nil, `{"id":%q,"status":"queued","segments":1,"encoding":"gsm7","client_ref":%q}`, id, m.ClientRef), true
+}
+
+func (f *floorCore) emit(ref, msgID string) {
+	for _, st := range f.statuses {
+		f.events <- floorEvent{seq: f.seq.Add(1), status: st, ref: ref, msgID: msgID}
+	}
+}
+
+// floorSecret signs the floor gateways' events.
+const floorSecret = "floor-secret"
+
+// floorEventBody is an event's JSON and its Smsgate-Event-Id and
+// Smsgate-Signature headers, as smsgate makes them.
+func floorEventBody(ev floorEvent) (body []byte, id, sig string) {
+	body = fmt.Appendf(nil, `{"id":"evt_floor_%d","type":"message.status","created_at":%q,"data":{"id":%q,"status":%q,"client_ref":%q,"carrier_message_id":"%x"}}`,
+		ev.seq, time.Now().UTC().Format(time.RFC3339Nano), ev.msgID, ev.status, ev.ref, ev.seq)
+	t := strconv.FormatInt(time.Now().Unix(), 10)
+	mac := hmac.New(sha256.New, []byte(floorSecret))
+	mac.Write([]byte(t + "."))
+	mac.Write(body)
+	return body, "evt_floor_" + strconv.FormatInt(ev.seq, 10), "t=" + t + ",v1=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// serveFloor runs the floor gateway on ln with net/http until ctx is done,
+// then lets the queued events go out.
 func serveFloor(ctx context.Context, ln net.Listener, webhook string, statuses []string, workers int) error {
-	secret := []byte("floor-secret")
-	events := make(chan floorEvent, 8192) // a full queue holds back accepts: a floor keeps no backlog
+	core := newFloorCore(statuses)
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = workers
 	tr.DisableCompression = true
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
-			for ev := range events {
-				if err := floorPost(tr, webhook, secret, ev); err != nil {
+			for ev := range core.events {
+				if err := floorPost(tr, webhook, ev); err != nil {
 					fmt.Fprintln(os.Stderr, "floor-gateway: post:", err)
 				}
 			}
 		})
 	}
-
-	var seq atomic.Int64
-	var convMu sync.Mutex
-	conv := map[string]bool{}
-	emit := func(ref, msgID string) {
-		for _, st := range statuses {
-			events <- floorEvent{seq: seq.Add(1), status: st, ref: ref, msgID: msgID}
-		}
-	}
 	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
-		var m struct {
-			From      string `json:"from"`
-			To        string `json:"to"`
-			ClientRef string `json:"client_ref"`
+		var resp []byte
+		ok := err == nil && r.Method == http.MethodPost && r.URL.Path == "/v1/messages"
+		if ok {
+			resp, ok = core.accept(body)
 		}
-		if err == nil {
-			err = json.Unmarshal(body, &m)
-		}
-		if err != nil || r.Method != http.MethodPost || r.URL.Path != "/v1/messages" {
+		if !ok {
 			http.Error(w, "bad request", http.StatusBadRequest)
 			return
 		}
-		id := "msg_floor" + strconv.FormatInt(seq.Add(1), 10)
-		convMu.Lock()
-		first := !conv[m.From+"|"+m.To]
-		conv[m.From+"|"+m.To] = true
-		convMu.Unlock()
-		if first {
-			emit("", id+"n")
-		}
-		emit(m.ClientRef, id)
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusAccepted)
-		_, _ = fmt.Fprintf(w, `{"id":%q,"status":"queued","segments":1,"encoding":"gsm7","client_ref":%q}`, id, m.ClientRef)
+		_, _ = w.Write(resp)
 	})}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -134,7 +175,7 @@ func serveFloor(ctx context.Context, ln net.Listener, webhook string, statuses [
 		// the process's exit rather than closing the queue under them.
 		return errors.Join(err, serr)
 	}
-	close(events)
+	close(core.events)
 	wg.Wait()
 	tr.CloseIdleConnections()
 	return err
@@ -143,21 +184,16 @@ func serveFloor(ctx context.Context, ln net.Listener, webhook string, statuses [
 // floorPost POSTs one event as smsgate would: JSON body, event id and
 // signature headers; a non-2xx answer is an error (not retried: the sink
 // answers 204).
-func floorPost(rt http.RoundTripper, url string, secret []byte, ev floorEvent) error {
-	body := fmt.Appendf(nil, `{"id":"evt_floor_%d","type":"message.status","created_at":%q,"data":{"id":%q,"status":%q,"client_ref":%q,"carrier_message_id":"%x"}}`,
-		ev.seq, time.Now().UTC().Format(time.RFC3339Nano), ev.msgID, ev.status, ev.ref, ev.seq)
-	t := strconv.FormatInt(time.Now().Unix(), 10)
-	mac := hmac.New(sha256.New, secret)
-	mac.Write([]byte(t + "."))
-	mac.Write(body)
+func floorPost(rt http.RoundTripper, url string, ev floorEvent) error {
+	body, id, sig := floorEventBody(ev)
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "smsgate-webhook")
-	req.Header.Set("Smsgate-Event-Id", "evt_floor_"+strconv.FormatInt(ev.seq, 10))
-	req.Header.Set("Smsgate-Signature", "t="+t+",v1="+hex.EncodeToString(mac.Sum(nil)))
+	req.Header.Set("Smsgate-Event-Id", id)
+	req.Header.Set("Smsgate-Signature", sig)
 	resp, err := rt.RoundTrip(req)
 	if err != nil {
 		return err
@@ -196,7 +232,11 @@ func (e *env) startFloorGateway(ctx context.Context) error {
 		return errors.New("-floor needs delivered among -status-events: the run ends when every delivered event arrived")
 	}
 	var out io.ReadCloser
-	gw, err := e.start("floor-gateway", &out, self, floorCommand, "-webhook", e.sink.URL(), "-events", events)
+	args := []string{floorCommand, "-webhook", e.sink.URL(), "-events", events}
+	if e.opts.FloorRaw {
+		args = append(args, "-raw")
+	}
+	gw, err := e.start("floor-gateway", &out, self, args...)
 	if err != nil {
 		return err
 	}
@@ -257,8 +297,12 @@ func (e *env) floorRun(ctx context.Context, p plan, n int) (*Result, error) {
 // writeFloorTable prints a floor run.
 func writeFloorTable(b *strings.Builder, r *Result) {
 	fmt.Fprintf(b, "\nmachine: %d × %s; load average %s at start, %s at end", r.Machine.NProc, r.Machine.CPU, r.Machine.LoadAvg, r.LoadAvgEnd)
-	fmt.Fprintf(b, "\nrun: floor (a gateway doing only the contract's HTTP work: no Redis, no carrier), n=%d, %d numbers × %d recipients, concurrency %d, %s\n\n",
-		r.Params.N, r.Params.Numbers, r.Params.Recipients, r.Params.Concurrency, rateLabel(r.Params.Rate))
+	stack := "net/http"
+	if r.Params.FloorRaw {
+		stack = "hand-written HTTP/1.1 on net.Conn"
+	}
+	fmt.Fprintf(b, "\nrun: floor (a gateway doing only the contract's HTTP work: no Redis, no carrier; %s), n=%d, %d numbers × %d recipients, concurrency %d, %s\n\n",
+		stack, r.Params.N, r.Params.Numbers, r.Params.Recipients, r.Params.Concurrency, rateLabel(r.Params.Rate))
 	b.WriteString("| measure | floor gateway | smsgate + redis-server goal |\n|---|---:|---|\n")
 	row := func(name, v, goal string) { fmt.Fprintf(b, "| %s | %s | %s |\n", name, v, goal) }
 	row("HTTP accepts/s", fmt.Sprintf("%.0f (%d in %.2f s)", r.AcceptRate, r.Accepted, r.AcceptSeconds), "")

@@ -12,7 +12,8 @@
 // load generator spreads requests round-robin over their APIs. With -floor
 // a minimal gateway that does only the API contract's HTTP work (floor.go)
 // stands in for smsgate, Redis and the simulator: the CPU floor of that
-// traffic on the machine.
+// traffic on the machine; -floor-raw runs it on hand-written HTTP/1.1
+// (floorraw.go) to show what net/http itself costs.
 //
 // Usage:
 //
@@ -20,6 +21,7 @@
 //	smsgate-bench -queue-only 1000000
 //	smsgate-bench -quick -cluster -daemons 3
 //	smsgate-bench -floor
+//	smsgate-bench -floor-raw
 //
 // Every child process is killed when the command exits. The last line of
 // output is the result as one JSON object.
@@ -95,6 +97,7 @@ type options struct {
 	Cluster        bool          // store: a Redis Cluster of clusterMasters masters
 	Daemons        int           // smsgate processes
 	Floor          bool          // reference run: the floor gateway instead of smsgate
+	FloorRaw       bool          // the floor gateway on hand-written HTTP/1.1 instead of net/http
 }
 
 // clusterMasters is the number of masters of the -cluster store.
@@ -128,8 +131,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.Cluster, "cluster", false, fmt.Sprintf("store: a %d-master Redis Cluster (redis-server processes, AOF everysec; needs redis-cli) instead of one redis-server", clusterMasters))
 	fs.IntVar(&o.Daemons, "daemons", 1, "smsgate processes on the same store and key prefix, sharing the binds through bind leases; requests go round-robin over them")
 	fs.BoolVar(&o.Floor, "floor", false, "reference run: instead of smsgate, Redis and the simulator, a minimal gateway that does only the HTTP work the API contract asks per message (read the request, answer 202, POST each status event, signed); its CPU per message is the floor of that traffic on this machine")
+	fs.BoolVar(&o.FloorRaw, "floor-raw", false, "-floor with the floor gateway's HTTP hand-written on net.Conn (server and webhook client) instead of net/http: what the same traffic costs with the least Go does above the sockets")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	if o.FloorRaw {
+		o.Floor = true
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -161,7 +168,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		}
 	}
 	if o.Floor && (o.QueueOnly > 0 || o.Cluster || o.Daemons > 1 || o.Profile != "") {
-		errs = append(errs, errors.New("-floor runs the floor gateway alone: no -queue-only, -cluster, -daemons or -profile"))
+		errs = append(errs, errors.New("-floor and -floor-raw run the floor gateway alone: no -queue-only, -cluster, -daemons or -profile"))
 	}
 	if o.Rate < 0 {
 		errs = append(errs, fmt.Errorf("-rate must not be negative, got %v", o.Rate))

@@ -59,7 +59,11 @@ func TestParseFlags(t *testing.T) {
 			require.Equal(t, quickN, o.N)
 		}},
 		{name: "floor runs alone", args: []string{"-floor", "-cluster"},
-			wantErr: "-floor runs the floor gateway alone: no -queue-only, -cluster, -daemons or -profile"},
+			wantErr: "-floor and -floor-raw run the floor gateway alone: no -queue-only, -cluster, -daemons or -profile"},
+		{name: "floor-raw is a floor run", args: []string{"-floor-raw"}, check: func(t *testing.T, o options) {
+			require.True(t, o.Floor)
+			require.True(t, o.FloorRaw)
+		}},
 		{name: "stray argument", args: []string{"extra"}, wantErr: `unexpected argument "extra"`},
 		{name: "unknown flag", args: []string{"-nope"}, wantErr: "flag provided but not defined: -nope"},
 	}
@@ -333,6 +337,15 @@ func TestFloorStatuses(t *testing.T) {
 // message gets its events, a new conversation also its notice's, and a bad
 // request is refused.
 func TestFloorGateway(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		serve func(ctx context.Context, ln net.Listener, webhook string, statuses []string, workers int) error
+	}{{"net/http", serveFloor}, {"raw", serveFloorRaw}} {
+		t.Run(tc.name, func(t *testing.T) { testFloorGateway(t, tc.serve) })
+	}
+}
+
+func testFloorGateway(t *testing.T, serve func(ctx context.Context, ln net.Listener, webhook string, statuses []string, workers int) error) {
 	snk, err := newSink(10)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = snk.Close() })
@@ -340,7 +353,7 @@ func TestFloorGateway(t *testing.T) {
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serveFloor(ctx, ln, snk.URL(), []string{"sent", "delivered"}, 2) }()
+	go func() { done <- serve(ctx, ln, snk.URL(), []string{"sent", "delivered"}, 2) }()
 
 	p := newPlan(2, 1, "hello")
 	bodies := p.bodies(4) // two numbers with one recipient each: messages 2 and 3 reuse the conversations of 0 and 1

@@ -45,12 +45,14 @@ type Params struct {
 	Cluster     bool    `json:"redis_cluster"`
 	// StatusEvents is [webhook] status_events ("": every status event).
 	StatusEvents string `json:"status_events,omitempty"`
+	// FloorRaw: the floor gateway ran on hand-written HTTP/1.1 (-floor-raw).
+	FloorRaw bool `json:"floor_raw,omitempty"`
 }
 
 func paramsOf(o options, n int) Params {
 	return Params{N: n, Numbers: o.Numbers, Recipients: o.Recipients, Concurrency: o.Concurrency,
 		Rate: o.Rate, Binds: o.Binds, Window: o.Window, Daemons: max(o.Daemons, 1), Cluster: o.Cluster,
-		StatusEvents: o.StatusEvents}
+		StatusEvents: o.StatusEvents, FloorRaw: o.FloorRaw}
 }
 
 // CPU is CPU seconds used during the measured window.
