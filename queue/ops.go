@@ -197,7 +197,8 @@ const maxDropPerSender = 100
 // enqueue, ack, retry, fail), and runs the claim script only on buckets the
 // hints say are due: one round trip, none when nothing is due. Other daemons'
 // changes are seen by a probe of every bucket's earliest time (one pipeline)
-// at most every Options.ProbeInterval. Buckets are served in turn from a
+// at most every Options.ProbeInterval (up to idleProbeFactor times less often
+// while there is nothing to claim). Buckets are served in turn from a
 // cursor that moves on with every call, so every due sender is reached.
 func (q *Queue) Claim(ctx context.Context, max int) ([]Claimed, error) {
 	if max <= 0 {
@@ -207,7 +208,7 @@ func (q *Queue) Claim(ctx context.Context, max int) ([]Claimed, error) {
 	defer func() { q.m.claimLatency.Observe(time.Since(start).Seconds()) }()
 
 	q.mu.Lock()
-	probe := start.Sub(q.lastProbe) >= q.opts.ProbeInterval
+	probe := start.Sub(q.lastProbe) >= q.probeEvery
 	if probe {
 		q.lastProbe = start // other callers meanwhile use the old hints
 	}
@@ -220,12 +221,22 @@ func (q *Queue) Claim(ctx context.Context, max int) ([]Claimed, error) {
 			return nil, err
 		}
 	}
-	buckets, limits, vers := q.plan(max)
-	if len(buckets) == 0 {
-		return nil, nil
+	var out []Claimed
+	var err error
+	if buckets, limits, vers := q.plan(max); len(buckets) > 0 {
+		out, err = q.claimBuckets(ctx, buckets, limits, vers)
+		q.m.claimed.Add(float64(len(out)))
 	}
-	out, err := q.claimBuckets(ctx, buckets, limits, vers)
-	q.m.claimed.Add(float64(len(out)))
+	q.mu.Lock()
+	switch {
+	case len(out) > 0:
+		q.probeEvery = q.opts.ProbeInterval
+	case probe && err == nil:
+		// Nothing to claim even after looking at every bucket: look
+		// less often until something happens.
+		q.probeEvery = min(2*q.probeEvery, idleProbeFactor*q.opts.ProbeInterval)
+	}
+	q.mu.Unlock()
 	return out, err
 }
 
@@ -319,6 +330,7 @@ func (q *Queue) noteReady(b int, score int64, added bool) {
 	}
 	now := q.nowRedis()
 	q.mu.Lock()
+	q.probeEvery = q.opts.ProbeInterval // activity: other daemons may be busy too
 	h := &q.hints[b]
 	h.ver++
 	h.next = min(h.next, score)

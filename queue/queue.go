@@ -44,6 +44,8 @@ const (
 	DefaultStreamMaxLen   = 1_000_000
 	DefaultIdempotencyTTL = 24 * time.Hour
 	DefaultProbeInterval  = 50 * time.Millisecond
+	// idleProbeFactor bounds how far the probe interval grows while idle.
+	idleProbeFactor = 8
 	// MaxBuckets is the largest bucket count a message id can carry.
 	MaxBuckets = 32768
 )
@@ -82,7 +84,11 @@ type Options struct {
 	// Claim skips buckets it knows have no due sender, learning the earliest
 	// due time of a bucket from every script this Queue runs on it, and looks
 	// at every bucket's earliest time (one pipeline) at most this often, to
-	// see what other daemons queued or released (default 50ms).
+	// see what other daemons queued or released (default 50ms). While the
+	// probes find nothing to claim the interval doubles, up to
+	// idleProbeFactor times it, so an idle daemon costs little; a claim
+	// that gets a message, or a script of this Queue leaving a sender ready,
+	// brings it back.
 	ProbeInterval time.Duration
 	// Logger receives the queue's logs (nil: discarded).
 	Logger *slog.Logger
@@ -113,10 +119,11 @@ type Queue struct {
 	expSenders int   // due senders one ExpireHeads looks at per bucket (tests lower it)
 	expDrops   int   // heads one ExpireHeads drops per bucket (tests lower it)
 
-	mu        sync.Mutex
-	cursor    int       // round-robin start of the next Claim
-	hints     []hint    // per bucket: what Claim knows of its ready senders
-	lastProbe time.Time // when every bucket was last looked at
+	mu         sync.Mutex
+	cursor     int           // round-robin start of the next Claim
+	hints      []hint        // per bucket: what Claim knows of its ready senders
+	lastProbe  time.Time     // when every bucket was last looked at
+	probeEvery time.Duration // the probe interval now: ProbeInterval, longer while idle
 }
 
 // bucketKeys are the strings every script call on a bucket needs.
@@ -278,6 +285,7 @@ func New(opts Options) (*Queue, error) {
 	}
 	q.buckets = make([]bucketKeys, opts.Buckets)
 	q.hints = make([]hint, opts.Buckets)
+	q.probeEvery = opts.ProbeInterval
 	for b := range q.buckets {
 		base := fmt.Sprintf("%s{b%d}:", opts.Prefix, b)
 		q.buckets[b] = bucketKeys{

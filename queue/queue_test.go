@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/smsgate/smsgate/message"
@@ -499,6 +500,47 @@ func TestExpireHeads(t *testing.T) {
 			require.ElementsMatch(t, want, ids)
 		})
 	}
+}
+
+// While there is nothing to claim the probe of every bucket runs less and
+// less often, up to idleProbeFactor times the interval; what another daemon
+// queues is still found within that, and local activity brings the
+// interval back.
+func TestProbeBacksOffWhileIdle(t *testing.T) {
+	ctx := context.Background()
+	c := realClient(t)
+	prefix := testPrefix(t, c)
+	trips := &tripCounter{}
+	own := redis.NewClient(&redis.Options{Addr: realRedis})
+	t.Cleanup(func() { _ = own.Close() })
+	own.AddHook(trips)
+	const every = 10 * time.Millisecond
+	q := newQueue(t, own, prefix, Options{ProbeInterval: every})
+	other := newQueue(t, c, prefix, Options{ProbeInterval: every})
+
+	trips.n.Store(0)
+	start := time.Now()
+	for time.Since(start) < 500*time.Millisecond {
+		got, err := q.Claim(ctx, 10)
+		require.NoError(t, err)
+		require.Empty(t, got)
+		time.Sleep(time.Millisecond)
+	}
+	// 10+20+40+80+80+80+80+80 ms: about 8 probes in 500 ms, not 50.
+	require.LessOrEqual(t, trips.n.Load(), int64(12), "probes while idle")
+	q.mu.Lock()
+	require.Equal(t, idleProbeFactor*every, q.probeEvery)
+	q.mu.Unlock()
+
+	// Another daemon's message is found within the longest interval.
+	m := msg(other, "+15550001111", "+15557654321", "from the other daemon")
+	enqueue(t, other, m, 0)
+	got := claimAll(t, q, 1, time.Second)
+	require.Len(t, got, 1)
+	require.Equal(t, m.ID, got[0].Msg.ID)
+	q.mu.Lock()
+	require.Equal(t, every, q.probeEvery, "a claim that got a message resets the interval")
+	q.mu.Unlock()
 }
 
 func TestReceiptBeforeAck(t *testing.T) {

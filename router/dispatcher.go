@@ -114,6 +114,10 @@ type DispatcherOptions struct {
 	// RetryBackoff and MaxRetryBackoff bound the delay after a temporary error.
 	RetryBackoff, MaxRetryBackoff time.Duration
 	// Idle is the pause after a claim that found nothing. Default 5ms.
+	// Each further empty claim doubles it, up to idleFactor times Idle: an
+	// idle daemon wakes less often, and a sender whose next-allowed time
+	// comes meanwhile is claimed at most that late (4×5 ms = 20 ms, which
+	// the queue's rate accounting lets it catch up).
 	Idle time.Duration
 	// DrainTimeout bounds how long submissions in flight may take to finish
 	// once Run's context is done. Default 10s.
@@ -304,10 +308,14 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	return nil
 }
 
+// idleFactor bounds how far the pause after empty claims grows (see Idle).
+const idleFactor = 4
+
 func (d *Dispatcher) claimLoop(ctx context.Context, jobs chan<- queue.Claimed, pending, waiting, unacked *atomic.Int64) {
 	idle := time.NewTimer(0)
 	defer idle.Stop()
 	var lastErr string
+	pause := d.opts.Idle // after an empty claim; grows while claims find nothing
 	for {
 		select {
 		case <-ctx.Done():
@@ -345,9 +353,11 @@ func (d *Dispatcher) claimLoop(ctx context.Context, jobs chan<- queue.Claimed, p
 		}
 		lastErr = ""
 		if len(claimed) == 0 {
-			d.wait(ctx, idle, d.opts.Idle)
+			d.wait(ctx, idle, pause)
+			pause = min(2*pause, idleFactor*d.opts.Idle)
 			continue
 		}
+		pause = d.opts.Idle
 		for _, c := range claimed {
 			d.leases.add(c)
 			pending.Add(1)

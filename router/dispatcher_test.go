@@ -297,3 +297,46 @@ func TestDispatcherExpiresHeadsOnlyWhileNoCarrierIsUp(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	require.Equal(t, n, q.expireCalls.Load(), "the carrier is up again")
 }
+
+// countingQueue is a listQueue that counts Claim calls.
+type countingQueue struct {
+	listQueue
+	claims atomic.Int64
+}
+
+func (q *countingQueue) Claim(ctx context.Context, max int) ([]queue.Claimed, error) {
+	q.claims.Add(1)
+	return q.listQueue.Claim(ctx, max)
+}
+
+// An idle dispatcher claims less and less often, down to one claim per
+// idleFactor × Idle, and a message is still claimed and sent.
+func TestDispatcherIdleBacksOff(t *testing.T) {
+	q := &countingQueue{}
+	carrier := &windowCarrier{sem: make(chan struct{}, 10), release: make(chan struct{})}
+	close(carrier.release) // answer at once
+	cfg := &config.Config{Routes: []config.Route{{Prefix: "+", Carrier: "sim"}}}
+	d, err := NewDispatcher(DispatcherOptions{
+		Queue:        q,
+		Plan:         &Plan{Table: NewTable(cfg), Carriers: map[string]Carrier{"sim": carrier}},
+		Idle:         5 * time.Millisecond,
+		DrainTimeout: 100 * time.Millisecond,
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	time.Sleep(400 * time.Millisecond)
+	// 5+10+20+20+…: about 22 claims in 400 ms, where a fixed 5 ms pause
+	// would make about 80.
+	n := q.claims.Load()
+	require.GreaterOrEqual(t, n, int64(5), "it still claims")
+	require.LessOrEqual(t, n, int64(40), "claims while idle")
+
+	q.mu.Lock()
+	q.left = append(q.left, queue.Claimed{Msg: message.Message{ID: "m1", From: "+15550001111", To: "+15557654321"}})
+	q.mu.Unlock()
+	require.Eventually(t, func() bool { return q.acked.Load() == 1 }, 5*time.Second, time.Millisecond)
+}
