@@ -113,11 +113,13 @@ type DispatcherOptions struct {
 	SubmitTimeout time.Duration
 	// RetryBackoff and MaxRetryBackoff bound the delay after a temporary error.
 	RetryBackoff, MaxRetryBackoff time.Duration
-	// Idle is the pause after a claim that found nothing. Default 5ms.
-	// Each further empty claim doubles it, up to idleFactor times Idle: an
-	// idle daemon wakes less often, and a sender whose next-allowed time
-	// comes meanwhile is claimed at most that late (4×5 ms = 20 ms, which
-	// the queue's rate accounting lets it catch up).
+	// Idle is the pause after a claim that found nothing, or when the binds
+	// have no free slot. Default 5ms. Each further such pause doubles it,
+	// up to idleFactor times Idle, until a claim gets a message: an idle
+	// daemon wakes less often, and a sender whose next-allowed time comes
+	// meanwhile is claimed at most that late (4×5 ms = 20 ms, which the
+	// queue's rate accounting lets it catch up). A freed slot ends a pause
+	// at once.
 	Idle time.Duration
 	// DrainTimeout bounds how long submissions in flight may take to finish
 	// once Run's context is done. Default 10s.
@@ -335,7 +337,10 @@ func (d *Dispatcher) claimLoop(ctx context.Context, jobs chan<- queue.Claimed, p
 		credit := min(plan.free()-int(waiting.Load())-int(unacked.Load()), plan.window()-int(pending.Load()),
 			d.opts.Workers-int(pending.Load()), d.opts.Batch)
 		if credit <= 0 {
-			d.wait(ctx, idle, d.opts.Idle)
+			// No window slot: a freed slot ends the wait at once; with
+			// no carrier up nothing does, and the pause grows.
+			d.wait(ctx, idle, pause)
+			pause = min(2*pause, idleFactor*d.opts.Idle)
 			continue
 		}
 		claimed, err := d.opts.Queue.Claim(ctx, credit)
