@@ -549,13 +549,9 @@ const reapBatch = 1000
 // expire later (the heads are claim's). Any daemon may call it
 // periodically. It returns how many leases it reaped.
 func (q *Queue) Reap(ctx context.Context) (int, error) {
-	buckets := make([]int, q.opts.Buckets)
-	for b := range buckets {
-		buckets[b] = b
-	}
 	total, expired := 0, 0
 	var errs []error
-	for _, r := range q.pipeScripts(ctx, scriptReap, buckets, func(int) []any { return []any{reapBatch} }) {
+	for _, r := range q.pipeScripts(ctx, scriptReap, q.all, func(int) []any { return []any{reapBatch} }) {
 		if r.err != nil {
 			errs = append(errs, r.err)
 			continue
@@ -599,17 +595,12 @@ func (q *Queue) ExpireHeads(ctx context.Context) (int, error) {
 	if q.expFrom == nil {
 		q.expFrom = make([]int, q.opts.Buckets)
 	}
-	buckets := make([]int, q.opts.Buckets)
-	for b := range buckets {
-		buckets[b] = b
-	}
 	total := 0
 	var errs []error
-	res := q.pipeScripts(ctx, scriptExpHeads, buckets, func(j int) []any {
-		return []any{q.expFrom[buckets[j]], q.expSenders, q.expDrops}
+	res := q.pipeScripts(ctx, scriptExpHeads, q.all, func(b int) []any { // q.all[b] is b
+		return []any{q.expFrom[b], q.expSenders, q.expDrops}
 	})
-	for j, r := range res {
-		b := buckets[j]
+	for b, r := range res {
 		if r.err != nil {
 			errs = append(errs, r.err)
 			continue

@@ -105,6 +105,7 @@ type Queue struct {
 	m    *metrics
 
 	buckets []bucketKeys // per bucket, built once
+	all     []int        // every bucket number, in order (read-only)
 
 	heldMin time.Duration // first look of the held sweep (heldSweepMin; tests shorten it)
 
@@ -286,6 +287,10 @@ func New(opts Options) (*Queue, error) {
 	q.buckets = make([]bucketKeys, opts.Buckets)
 	q.hints = make([]hint, opts.Buckets)
 	q.probeEvery = opts.ProbeInterval
+	q.all = make([]int, opts.Buckets)
+	for b := range q.all {
+		q.all[b] = b
+	}
 	for b := range q.buckets {
 		base := fmt.Sprintf("%s{b%d}:", opts.Prefix, b)
 		q.buckets[b] = bucketKeys{

@@ -34,8 +34,7 @@ for _, from in ipairs(senders) do
     if f[1] ~= 'queued' then
       dropped = dropped + 1 -- vanished or already final: not claimable
     elseif tonumber(f[2]) > 0 and tonumber(f[2]) <= now then
-      finish(mkey, id, {org = f[6], ref = f[7], dup = f[5], ev = f[8]}, 'expired', now,
-        'expired', 'the validity period passed before the message could be sent', '')
+      expire(mkey, id, {org = f[6], ref = f[7], dup = f[5], ev = f[8]}, now)
       expired = expired + 1
       dropped = dropped + 1
     elseif optouts and opted_out(f[4]) then

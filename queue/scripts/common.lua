@@ -69,6 +69,13 @@ local function finish(mkey, id, m, status, now, code, msg, cid, extra)
   redis.call('PEXPIRE', mkey, retention)
 end
 
+-- expire ends queued message id, whose validity passed, as expired (m as
+-- in finish).
+local function expire(mkey, id, m, now)
+  finish(mkey, id, m, 'expired', now,
+    'expired', 'the validity period passed before the message could be sent', '')
+end
+
 -- resched puts sender "from" into ready iff it has queued messages and room
 -- in its in-flight window. force re-scores it (its next-allowed time moved);
 -- otherwise a sender already waiting keeps its place. nf and nx are the

@@ -22,8 +22,7 @@ for _, from in ipairs(senders) do
     redis.call('LPOP', qkey)
     if f[7] then redis.call('ZREM', base .. 'xq', id) end
     if f[1] == 'queued' then
-      finish(mkey, id, {org = f[3], ref = f[4], dup = f[5], ev = f[6]}, 'expired', now,
-        'expired', 'the validity period passed before the message could be sent', '')
+      expire(mkey, id, {org = f[3], ref = f[4], dup = f[5], ev = f[6]}, now)
       expired = expired + 1
     end -- else vanished or already final: not claimable, dropped as claim does
     dropped = dropped + 1

@@ -31,8 +31,7 @@ for _, id in ipairs(xids) do
   if f[1] == 'queued' and exp > 0 and exp <= now
       and not redis.call('ZSCORE', base .. 'inflight', id) then
     redis.call('HDEL', mkey, 'xi')
-    finish(mkey, id, {org = f[3], ref = f[4], dup = f[5], ev = f[6]}, 'expired', now,
-      'expired', 'the validity period passed before the message could be sent', '')
+    expire(mkey, id, {org = f[3], ref = f[4], dup = f[5], ev = f[6]}, now)
     expired = expired + 1
   end
 end
