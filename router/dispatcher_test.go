@@ -107,18 +107,13 @@ func TestDispatcherFillsWindow(t *testing.T) {
 	}
 	carrier := &windowCarrier{sem: make(chan struct{}, window), release: make(chan struct{})}
 	cfg := &config.Config{Routes: []config.Route{{Prefix: "+", Carrier: "sim"}}}
-	d, err := NewDispatcher(DispatcherOptions{
+	runDispatcher(t, DispatcherOptions{
 		Queue:        q,
 		Plan:         &Plan{Table: NewTable(cfg), Carriers: map[string]Carrier{"sim": carrier}},
 		Workers:      2 * window,
 		Idle:         time.Millisecond,
 		DrainTimeout: 100 * time.Millisecond,
 	})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = d.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
 
 	full := func() bool { return len(carrier.sem) == window }
 	require.Eventually(t, full, 5*time.Second, time.Millisecond, "the window never filled")
@@ -274,18 +269,13 @@ func TestDispatcherExpiresHeadsOnlyWhileNoCarrierIsUp(t *testing.T) {
 	carrier := &switchCarrier{}
 	carrier.up.Store(true)
 	cfg := &config.Config{Routes: []config.Route{{Prefix: "+", Carrier: "sim"}}}
-	d, err := NewDispatcher(DispatcherOptions{
+	runDispatcher(t, DispatcherOptions{
 		Queue:        q,
 		Plan:         &Plan{Table: NewTable(cfg), Carriers: map[string]Carrier{"sim": carrier}},
 		Lease:        30 * time.Millisecond, // reaps every 10 ms
 		Idle:         time.Millisecond,
 		DrainTimeout: 100 * time.Millisecond,
 	})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = d.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
 
 	time.Sleep(100 * time.Millisecond) // about 10 reaps
 	require.Zero(t, q.expireCalls.Load(), "a carrier is up: claims see expired heads")
@@ -316,17 +306,12 @@ func TestDispatcherIdleBacksOff(t *testing.T) {
 	carrier := &windowCarrier{sem: make(chan struct{}, 10), release: make(chan struct{})}
 	close(carrier.release) // answer at once
 	cfg := &config.Config{Routes: []config.Route{{Prefix: "+", Carrier: "sim"}}}
-	d, err := NewDispatcher(DispatcherOptions{
+	runDispatcher(t, DispatcherOptions{
 		Queue:        q,
 		Plan:         &Plan{Table: NewTable(cfg), Carriers: map[string]Carrier{"sim": carrier}},
 		Idle:         5 * time.Millisecond,
 		DrainTimeout: 100 * time.Millisecond,
 	})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = d.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
 
 	time.Sleep(400 * time.Millisecond)
 	// 5+10+20+20+…: about 22 claims in 400 ms, where a fixed 5 ms pause

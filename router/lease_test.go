@@ -175,9 +175,13 @@ func (c *slowCarrier) Up() bool    { return true }
 func (c *slowCarrier) Free() int   { return 10 }
 func (c *slowCarrier) Window() int { return 10 }
 
+// runDispatcher runs a dispatcher with opts (Idle 1 ms unless set) until
+// the test ends.
 func runDispatcher(t *testing.T, opts DispatcherOptions) {
 	t.Helper()
-	opts.Idle = time.Millisecond
+	if opts.Idle == 0 {
+		opts.Idle = time.Millisecond
+	}
 	d, err := NewDispatcher(opts)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
