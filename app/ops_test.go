@@ -387,6 +387,31 @@ func testQueueStatsFromStore(t *testing.T, rdb redis.UniversalClient, prefix str
 	require.Zero(t, again.Leased)
 	require.Equal(t, snap.Top, again.Top)
 	require.Equal(t, snap.OldestCreatedAt, again.OldestCreatedAt)
+
+	// A message that Reap ended expired behind a longer-lived one leaves the
+	// depth at once, though its id stays in the list until claimed.
+	const late = "+15550004444"
+	long := &message.Message{ID: q.NewMessageID(late), OrgID: "acme", From: late, To: "+15557654321", Text: "hi",
+		Kind: message.KindUser, Encoding: message.EncodingGSM7, Segments: 1, Characters: 2,
+		CreatedAt: time.Now().UTC(), ExpiresAt: time.Now().Add(time.Hour).UTC()}
+	short := *long
+	short.ID = q.NewMessageID(late)
+	short.ExpiresAt = time.Now().Add(300 * time.Millisecond).UTC()
+	for _, m := range []*message.Message{long, &short} {
+		_, err := q.Enqueue(ctx, queue.EnqueueRequest{Msg: m, Interval: time.Hour})
+		require.NoError(t, err)
+	}
+	require.NoError(t, s.refresh(ctx))
+	require.EqualValues(t, 9, s.Snapshot().Depth)
+	time.Sleep(time.Until(short.ExpiresAt) + 20*time.Millisecond)
+	_, err = q.Reap(ctx)
+	require.NoError(t, err)
+	rec, err := q.Get(ctx, short.ID)
+	require.NoError(t, err)
+	require.Equal(t, message.StatusExpired, rec.Status)
+	require.NoError(t, s.refresh(ctx))
+	require.EqualValues(t, 8, s.Snapshot().Depth)
+	require.Equal(t, 3, s.Snapshot().Senders)
 }
 
 func TestParseBucketStats(t *testing.T) {

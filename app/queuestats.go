@@ -58,7 +58,9 @@ type QueueStats struct {
 // the senders with queued messages and room in their in-flight window, a
 // ZSET base+"inflight" of leased ids, a HASH base+"m:"+id per message whose
 // field "from" is its sender, a LIST base+"q:"+from per sender holding
-// message ids FIFO (head = oldest). A message id carries its creation time
+// message ids FIFO (head = oldest), and a HASH base+"s:"+from per sender
+// whose field "dq" counts the ids in that list whose message already ended
+// (the depth leaves them out). A message id carries its creation time
 // in milliseconds in the first 48 bits of its 26 base-32 characters
 // (message.NewID) followed by three characters naming the bucket
 // (queue.NewMessageID). See bucketStatsScript for how it is read.
@@ -227,7 +229,9 @@ for _, from in ipairs(senders) do
   if not seen[from] then
     seen[from] = true
     local q = base .. 'q:' .. from
-    local n = redis.call('LLEN', q)
+    -- Field dq of the sender's state counts ids left in the list whose
+    -- message already ended (queue/scripts/reap.lua).
+    local n = redis.call('LLEN', q) - (tonumber(redis.call('HGET', base .. 's:' .. from, 'dq')) or 0)
     if n > 0 then
       out[#out + 1] = from
       out[#out + 1] = n

@@ -22,7 +22,8 @@
 //	                              Requeue and Reap push it back to the head)
 //	base+"s:"+from          HASH  iv (µs per segment), nx (next-allowed µs), nf (in flight),
 //	                              mx (about the latest expiry queued, µs, "x": none; moves in
-//	                              steps of a minute)
+//	                              steps of a minute), dq (ids in q:+from whose message Reap
+//	                              already ended: the depth is LLEN minus dq)
 //	base+"xq"               ZSET  message id -> expiry (µs) of queued messages that expire before
 //	                              one ahead of them (their field xi is "1"); Reap ends them expired
 //	base+"m:"+id            HASH  body (message JSON), st (status), att (attempts), exp (µs, 0 none),
@@ -69,8 +70,10 @@
 //
 // Expiry: claim ends expired heads. Reap also ends the messages of the
 // expiry index xq whose validity passed (those that expire before a message
-// ahead of them), and ExpireHeads ends expired heads without claiming, for
-// the dispatcher to call while no carrier is up and claims do not run.
+// ahead of them; their ids stay in the list, counted in the sender's field
+// dq, until claim drops them), and ExpireHeads ends expired heads without
+// claiming, for the dispatcher to call while no carrier is up and claims do
+// not run.
 //
 // Idempotency records (request hash and first response) live in the
 // sender's bucket, so Enqueue checks them atomically; BindIdempotencyKey

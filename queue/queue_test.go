@@ -343,7 +343,7 @@ func TestExpiryBehindLongerValidity(t *testing.T) {
 		t.Run(be.name, func(t *testing.T) {
 			ctx := context.Background()
 			c := be.client(t)
-			q := newQueue(t, c, testPrefix(t, c), Options{SenderWindow: 3})
+			q := newQueue(t, c, testPrefix(t, c), Options{SenderWindow: 4})
 			const from, other = "+15550001111", "+15550002222"
 			long1 := msg(q, from, "+1555000001", "long 1")
 			long1.ExpiresAt = time.Now().Add(10 * time.Hour)
@@ -400,14 +400,27 @@ func TestExpiryBehindLongerValidity(t *testing.T) {
 			require.NoError(t, err)
 			require.Zero(t, rec.Attempts)
 
+			// The two ended ids stay in the list until claim reaches them,
+			// but the depth limit counts only the three live messages.
+			skey := q.base(q.Bucket(from)) + "s:" + from
+			require.Equal(t, int64(5), q.rdb.LLen(ctx, q.base(q.Bucket(from))+"q:"+from).Val())
+			require.Equal(t, "2", q.rdb.HGet(ctx, skey, "dq").Val())
+			fourth := msg(q, from, "+1555000001", "fourth live one")
+			fourth.ExpiresAt = long1.ExpiresAt
+			_, err = q.Enqueue(ctx, EnqueueRequest{Msg: fourth, MaxDepth: 4})
+			require.NoError(t, err, "3 live messages queued: a 4th fits a depth of 4")
+			_, err = q.Enqueue(ctx, EnqueueRequest{Msg: msg(q, from, "+1555000001", "fifth"), MaxDepth: 4})
+			require.ErrorIs(t, err, ErrQueueFull)
+
 			// Claims take the rest in order and skip what the sweep ended.
-			got := claimAll(t, q, 3, time.Second)
+			got := claimAll(t, q, 4, time.Second)
 			ids := make([]string, len(got))
 			for i, g := range got {
 				ids[i] = g.Msg.ID
 			}
-			require.Equal(t, []string{long1.ID, noExpiry.ID, long2.ID}, ids)
+			require.Equal(t, []string{long1.ID, noExpiry.ID, long2.ID, fourth.ID}, ids)
 			require.Zero(t, q.rdb.ZCard(ctx, xq).Val())
+			require.Equal(t, "0", q.rdb.HGet(ctx, skey, "dq").Val(), "claim dropped both ended ids")
 			// With the queue empty, what came before no longer counts.
 			enqueue(t, q, msg(q, from, "+1555000001", "after"), 0)
 			enqueue(t, q, msg(q, from, "+1555000001", "after 2"), 0)
@@ -418,6 +431,42 @@ func TestExpiryBehindLongerValidity(t *testing.T) {
 			_, err = q.Reap(ctx)
 			require.NoError(t, err)
 			require.Len(t, events(t, q, from), 3, "the two expired and long 1's sent")
+		})
+	}
+}
+
+// TestExpireHeadsDropsSweptIDs: an id whose message Reap ended behind an
+// expiring head leaves the list, and the sender's count of such ids, when
+// ExpireHeads drops the head while no carrier is up.
+func TestExpireHeadsDropsSweptIDs(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			ctx := context.Background()
+			c := be.client(t)
+			q := newQueue(t, c, testPrefix(t, c), Options{})
+			const from = "+15550001300"
+			now := time.Now()
+			head := msg(q, from, "+1555000001", "head")
+			head.ExpiresAt = now.Add(1200 * time.Millisecond)
+			behind := msg(q, from, "+1555000001", "expires first, behind the head")
+			behind.ExpiresAt = now.Add(600 * time.Millisecond)
+			live := msg(q, from, "+1555000001", "stays")
+			for _, m := range []*message.Message{head, behind, live} {
+				enqueue(t, q, m, 0)
+			}
+			base := q.base(q.Bucket(from))
+
+			time.Sleep(time.Until(behind.ExpiresAt) + 20*time.Millisecond)
+			_, err := q.Reap(ctx)
+			require.NoError(t, err)
+			require.Equal(t, "1", q.rdb.HGet(ctx, base+"s:"+from, "dq").Val(), "the swept id is still in the list")
+
+			time.Sleep(time.Until(head.ExpiresAt) + 20*time.Millisecond)
+			n, err := q.ExpireHeads(ctx)
+			require.NoError(t, err)
+			require.Equal(t, 1, n, "the head expired; the swept id was already")
+			require.Equal(t, []string{live.ID}, q.rdb.LRange(ctx, base+"q:"+from, 0, -1).Val())
+			require.Equal(t, "0", q.rdb.HGet(ctx, base+"s:"+from, "dq").Val())
 		})
 	}
 }

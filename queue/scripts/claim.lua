@@ -17,12 +17,18 @@ for _, from in ipairs(senders) do
     return m.kind ~= 'reply' and redis.call('SISMEMBER', okey, m.to) == 1
   end
   local skey = base .. 's:' .. from
-  local s = redis.call('HMGET', skey, 'iv', 'nx', 'nf')
+  local s = redis.call('HMGET', skey, 'iv', 'nx', 'nf', 'dq')
   local iv, nx, nf = tonumber(s[1] or 0), tonumber(s[2] or 0), tonumber(s[3] or 0)
+  -- dq counts the ids in the list whose message Reap ended (see reap).
+  local dq0 = tonumber(s[4] or 0)
+  local dq = dq0
   local dropped = 0
   while dropped < maxdrop do
     local id = redis.call('LPOP', qkey)
-    if not id then break end
+    if not id then
+      dq = 0
+      break
+    end
     local mkey = base .. 'm:' .. id
     local f = redis.call('HMGET', mkey, 'st', 'exp', 'segs', 'body', 'dup', 'org', 'ref', 'ev', 'xi')
     if f[9] then
@@ -33,6 +39,7 @@ for _, from in ipairs(senders) do
     end
     if f[1] ~= 'queued' then
       dropped = dropped + 1 -- vanished or already final: not claimable
+      if dq > 0 then dq = dq - 1 end
     elseif tonumber(f[2]) > 0 and tonumber(f[2]) <= now then
       expire(mkey, id, {org = f[6], ref = f[7], dup = f[5], ev = f[8]}, now)
       expired = expired + 1
@@ -61,6 +68,7 @@ for _, from in ipairs(senders) do
       break
     end
   end
+  if dq ~= dq0 then redis.call('HSET', skey, 'dq', dq) end
   resched(from, now, true, nf, nx)
 end
 local next = redis.call('ZRANGE', base .. 'ready', 0, 0, 'WITHSCORES')

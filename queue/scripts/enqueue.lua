@@ -28,8 +28,13 @@ if ARGV[21] ~= '' and redis.call('SISMEMBER', base .. 'conv:' .. from, to) == 0 
 end
 local n = 1
 if notice then n = 2 end
+-- The sender's state: nf, nx (see resched), iv (rate interval), mx: about
+-- the latest expiry queued (µs, "x" for a message without one), and dq: ids
+-- still in the list whose message Reap already ended (see reap), which the
+-- depth does not count.
+local s = redis.call('HMGET', skey, 'nf', 'nx', 'iv', 'mx', 'dq')
 local maxdepth = tonumber(ARGV[12])
-if maxdepth > 0 and redis.call('LLEN', qkey) + n > maxdepth then
+if maxdepth > 0 and redis.call('LLEN', qkey) - tonumber(s[5] or 0) + n > maxdepth then
   return {'full'}
 end
 local mkeys = {base .. 'm:' .. ARGV[16]}
@@ -39,10 +44,7 @@ if redis.call('EXISTS', unpack(mkeys)) > 0 then
 end
 local now = now_us()
 local ev = ARGV[26] or ''
--- The sender's state: nf, nx (see resched), iv (rate interval) and mx:
--- about the latest expiry queued (µs, "x" for a message without one).
 local mxSlack = 60000000 -- 1 min in µs, see store
-local s = redis.call('HMGET', skey, 'nf', 'nx', 'iv', 'mx')
 local mx = tonumber(s[4] or 0)
 if s[4] == 'x' then mx = math.huge end
 local mx0 = mx
@@ -82,8 +84,13 @@ if notice then
   store(21)
 end
 store(16)
--- iv and mx are written only when they changed.
+-- iv, mx and dq are written only when they changed.
 local set = {}
+if tonumber(s[5] or 0) ~= 0 and redis.call('LLEN', qkey) == n then
+  -- The list held nothing before this call: no ended id is left in it.
+  set[#set + 1] = 'dq'
+  set[#set + 1] = 0
+end
 if tonumber(ARGV[13]) >= 0 and s[3] ~= ARGV[13] then
   set[#set + 1] = 'iv'
   set[#set + 1] = ARGV[13]

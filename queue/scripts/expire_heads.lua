@@ -11,7 +11,7 @@ local senders = redis.call('ZRANGEBYSCORE', base .. 'ready', '-inf', n2s(now),
   'LIMIT', tonumber(ARGV[6]), tonumber(ARGV[7]))
 for _, from in ipairs(senders) do
   local qkey = base .. 'q:' .. from
-  local dropped, done = 0, false
+  local dropped, done, dead = 0, false, 0
   while budget > 0 do
     local id = redis.call('LINDEX', qkey, 0)
     if not id then done = true break end
@@ -24,9 +24,18 @@ for _, from in ipairs(senders) do
     if f[1] == 'queued' then
       expire(mkey, id, {org = f[3], ref = f[4], dup = f[5], ev = f[6]}, now)
       expired = expired + 1
-    end -- else vanished or already final: not claimable, dropped as claim does
+    else -- vanished or already final: not claimable, dropped as claim does
+      dead = dead + 1
+    end
     dropped = dropped + 1
     budget = budget - 1
+  end
+  if dead > 0 then
+    -- As claim: the sender's count dq of ended ids in the list (see reap).
+    local skey = base .. 's:' .. from
+    local dq = tonumber(redis.call('HGET', skey, 'dq') or 0) - dead
+    if dq < 0 or redis.call('LLEN', qkey) == 0 then dq = 0 end
+    redis.call('HSET', skey, 'dq', dq)
   end
   if dropped > 0 and resched(from, now, false) < 0 then left = left + 1 end
   if not done then break end

@@ -19,18 +19,20 @@ for _, id in ipairs(ids) do
   end
 end
 -- Messages of the expiry index (see enqueue) whose validity passed while
--- they waited behind others end expired now. Their ids stay in the list;
--- claim drops them when they reach the head.
+-- they waited behind others end expired now. Their ids stay in the list
+-- (removing them would cost a scan of it), counted in the sender's field dq
+-- so the depth leaves them out; claim drops them when they reach the head.
 local expired = 0
 local xids = redis.call('ZRANGEBYSCORE', base .. 'xq', '-inf', n2s(now), 'LIMIT', 0, tonumber(ARGV[6]))
 for _, id in ipairs(xids) do
   redis.call('ZREM', base .. 'xq', id)
   local mkey = base .. 'm:' .. id
-  local f = redis.call('HMGET', mkey, 'st', 'exp', 'org', 'ref', 'dup', 'ev')
+  local f = redis.call('HMGET', mkey, 'st', 'exp', 'org', 'ref', 'dup', 'ev', 'from')
   local exp = tonumber(f[2]) or 0
   if f[1] == 'queued' and exp > 0 and exp <= now
       and not redis.call('ZSCORE', base .. 'inflight', id) then
     redis.call('HDEL', mkey, 'xi')
+    redis.call('HINCRBY', base .. 's:' .. f[7], 'dq', 1)
     expire(mkey, id, {org = f[3], ref = f[4], dup = f[5], ev = f[6]}, now)
     expired = expired + 1
   end
