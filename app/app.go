@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -113,7 +115,32 @@ func loadState(path string) (*state, error) {
 			return nil, fmt.Errorf("screening.rules: %w", err)
 		}
 	}
+	if err := checkOverrides(cfg, rules); err != nil {
+		return nil, err
+	}
 	return &state{cfg: cfg, rules: rules}, nil
+}
+
+// checkOverrides refuses an org's screening override of a category the
+// rules do not have: a misspelt category would otherwise leave the
+// override silently without effect.
+func checkOverrides(cfg *config.Config, rules *compliance.Rules) error {
+	var names []string
+	known := map[string]bool{}
+	for _, c := range rules.Categories() {
+		names = append(names, c.Name)
+		known[c.Name] = true
+	}
+	var errs []error
+	for i, o := range cfg.Orgs {
+		for _, cat := range slices.Sorted(maps.Keys(o.Screening)) {
+			if !known[cat] {
+				errs = append(errs, fmt.Errorf("org[%d].screening.%s: no such category in the screening rules (they have: %s)",
+					i, cat, strings.Join(names, ", ")))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // CheckConfig validates a configuration file and its screening rules the way

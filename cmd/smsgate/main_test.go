@@ -48,6 +48,21 @@ name = "a"
 	require.Contains(t, out, "carrier[0].bind[0].window")
 }
 
+func TestCheckConfigRefusesUnknownScreeningCategory(t *testing.T) {
+	example, err := os.ReadFile("../../smsgate.example.toml")
+	require.NoError(t, err)
+	bad := strings.Replace(string(example), `screening = { prescription_drugs = "warn" }`, `screening = { prescription_drug = "warn" }`, 1)
+	require.NotEqual(t, string(example), bad, "the example config has the override this test misspells")
+	path := filepath.Join(t.TempDir(), "bad.toml")
+	require.NoError(t, os.WriteFile(path, []byte(bad), 0o600))
+	out, _, err := runCmd(t, "", "check-config", "-config", path)
+	var ec exitCode
+	require.True(t, errors.As(err, &ec), "%v", err)
+	require.Equal(t, exitCode(1), ec)
+	require.Contains(t, out, "org[0].screening.prescription_drug: no such category in the screening rules")
+	require.Contains(t, out, "prescription_drugs", "the error names the categories there are")
+}
+
 func TestHashKey(t *testing.T) {
 	tests := []struct {
 		name, stdin, want string
