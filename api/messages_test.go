@@ -416,7 +416,23 @@ func TestRoutingMisc(t *testing.T) {
 	require.Equal(t, CodeNotFound, r.errCode())
 	r = e.do(http.MethodGet, "/dev/events", "", "")
 	require.Equal(t, 404, r.status, "dev sink is off by default")
-	require.Equal(t, 2.0, counterValue(t, e.srv.metrics.requests.WithLabelValues("other", "4xx")))
+
+	// A known path with the wrong method: 405 naming the methods it takes.
+	for _, tc := range []struct{ method, path, allow string }{
+		{http.MethodGet, "/v1/messages", "POST"},
+		{http.MethodDelete, "/v1/messages/msg_x", "GET"},
+		{http.MethodPost, "/healthz", "GET"},
+		{http.MethodPost, "/admin/numbers", "GET"},
+		{http.MethodGet, "/admin/reload", "POST"},
+		{http.MethodPut, "/admin/opt-outs", "GET, POST, DELETE"},
+	} {
+		r = e.do(tc.method, tc.path, acmeKey, "")
+		require.Equal(t, 405, r.status, "%s %s", tc.method, tc.path)
+		require.Equal(t, CodeMethodNotAllowed, r.errCode())
+		require.Equal(t, tc.allow, r.header.Get("Allow"))
+		require.Contains(t, r.body["error"].(map[string]any)["message"], tc.path+" does not take "+tc.method)
+	}
+	require.Equal(t, 8.0, counterValue(t, e.srv.metrics.requests.WithLabelValues("other", "4xx")))
 }
 
 func TestSetStateSwapsKeysAndNumbers(t *testing.T) {

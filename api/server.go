@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -274,9 +275,29 @@ func (s *Server) routes() http.Handler {
 		handle("GET /dev/{$}", "dev", s.sink.handlePage)
 	}
 	handle("/", "other", func(w http.ResponseWriter, r *http.Request) {
+		if allow := allowedMethods(mux, r); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, &Error{Status: http.StatusMethodNotAllowed, Code: CodeMethodNotAllowed,
+				Message: r.URL.Path + " does not take " + r.Method + "; use " + strings.Join(allow, " or ") + "."})
+			return
+		}
 		writeError(w, notFound("No such endpoint: "+r.Method+" "+r.URL.Path+". See API.md for the routes."))
 	})
 	return mux
+}
+
+// allowedMethods lists the methods that have a route for r's path other
+// than the catch-all, for a 405 and its Allow header.
+func allowedMethods(mux *http.ServeMux, r *http.Request) []string {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/" {
+			allow = append(allow, m)
+		}
+	}
+	return allow
 }
 
 // statusWriter records the status code for the metrics.

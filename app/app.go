@@ -276,7 +276,7 @@ func New(opts Options) (_ *App, err error) {
 		}
 		a.pools[c.Name] = p
 	}
-	a.onStop(a.closePools)
+	a.onStop(a.closePools) // Start's stop closes them right after the dispatcher; this covers New without Start
 
 	a.dispatch, err = router.NewDispatcher(router.DispatcherOptions{
 		Queue:           a.queue,
@@ -412,9 +412,12 @@ func (a *App) Start() {
 	// Stop order (registered in reverse): readiness fails, lame duck, the
 	// API stops accepting and finishes its requests, the dispatcher stops
 	// claiming and lets the windows finish (what was claimed but not
-	// submitted goes back to the head of its queue), binds unbind
-	// (closePools, registered in New), webhook posts in flight finish (the
-	// rest stays scheduled in Redis), statistics, metrics, the store.
+	// submitted by the drain timeout goes back to the head of its queue),
+	// binds unbind at once so the carrier can use other daemons' binds,
+	// webhook posts in flight finish (the rest stays scheduled in Redis),
+	// statistics, metrics; then what New registered: the bind leases
+	// (closePools, registered there too, has nothing left to do), the
+	// simulator, the store.
 	a.onStop(func(ctx context.Context) error { return a.metricsS.Shutdown(ctx) })
 	a.onStop(func(context.Context) error { stopStats(); statsDone.Wait(); return nil })
 	a.onStop(func(context.Context) error { stopHooks(); hooksDone.Wait(); return nil })
@@ -422,7 +425,8 @@ func (a *App) Start() {
 		a.log.Info("stopping: draining the SMPP windows")
 		stopDispatch()
 		dispatchDone.Wait()
-		return nil
+		a.log.Info("stopping: unbinding")
+		return a.closePools(ctx)
 	})
 	a.onStop(func(ctx context.Context) error { return a.api.Shutdown(ctx) })
 	a.onStop(func(ctx context.Context) error {
@@ -447,8 +451,9 @@ func (a *App) Start() {
 
 // Stop drains and stops everything within the configured grace period
 // ([shutdown] grace): readiness fails first, the API stops accepting,
-// submissions in flight finish or return to the head of their queues, binds
-// unbind, webhook posts in flight finish or stay scheduled. When the grace
+// claimed messages are submitted while the windows drain (those not started
+// by the drain timeout return to the head of their queues), binds unbind,
+// webhook posts in flight finish or stay scheduled. When the grace
 // period runs out Stop returns an error without waiting for the rest; what
 // was not settled is recovered from Redis by the next daemon (leases).
 func (a *App) Stop() error {

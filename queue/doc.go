@@ -1,9 +1,11 @@
 // Package queue keeps smsgate's outbound messages in Redis: one FIFO list per
 // sender number, scheduled by the number's next-allowed time, with leases,
 // retries, expiry, idempotency, receipts and the event stream that feeds the
-// webhook. Every operation is one Lua script (scripts/*.lua, embedded) that
-// touches the keys of one bucket only, so it runs on one Redis Cluster slot;
-// scripts take the time from Redis TIME so all daemons share one clock.
+// webhook. Every operation on a sender's queue or a message is one Lua script
+// (scripts/*.lua, embedded) that touches the keys of one bucket only, so it
+// runs on one Redis Cluster slot; scripts take the time from Redis TIME so all
+// daemons share one clock. Opt-out sets, conversation marks, idempotency-key
+// bindings, the carrier-id index and its reads are plain commands.
 //
 // # Buckets and ids
 //

@@ -236,9 +236,9 @@ func NewDispatcher(opts DispatcherOptions) (*Dispatcher, error) {
 func (d *Dispatcher) SetPlan(p *Plan) { d.plan.Store(p) }
 
 // Run claims and submits until ctx is done, then stops claiming, lets the
-// submissions in flight finish and their outcomes be recorded (bounded by
-// DrainTimeout), puts claimed but unsent messages back at the head of their
-// queues, and returns.
+// workers submit what was claimed and the outcomes be recorded (bounded by
+// DrainTimeout), puts the claimed messages not submitted by then back at the
+// head of their queues, and returns.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	jobs := make(chan queue.Claimed, d.opts.Workers)
 	acks := make(chan queue.AckItem, d.opts.Workers)

@@ -1,8 +1,8 @@
 // Package smpp connects smsgate to carrier SMSCs over SMPP 3.4.
 //
-// It uses gosmpp's pdu codec only; connections, windows and timers are its
-// own (see docs/DESIGN "SMPP library"). Nothing outside smpp/ and
-// testharness/ imports gosmpp.
+// It uses gosmpp's pdu codec and data encodings only; connections, windows
+// and timers are its own (docs/ARCHITECTURE.md, "SMPP", says why). Nothing
+// outside smpp/ and testharness/ imports gosmpp.
 //
 // A Pool holds the binds of one carrier. Each bind dials (TCP, or TLS with
 // certificate verification and an optional CA file), binds as transceiver or
