@@ -249,17 +249,23 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 		CheckOptOut:  true,
 		StatusEvents: oe.statusEvents,
 	}
+	// Storing is bounded so the client gets its answer: with Redis stalled
+	// it is a 503 by the deadline, and the queue makes sure a call that runs
+	// after it stores nothing, so a 503 still means nothing was accepted.
+	req.Deadline = time.Now().Add(s.acceptTimeout)
+	ctx, cancel := context.WithDeadline(r.Context(), req.Deadline)
+	defer cancel()
 	if idemKey != "" {
 		// Enqueue deduplicates the key within the sender's queue; this binds
 		// it org-wide, so reusing it from another number is a conflict.
-		if err := s.queue.BindIdempotencyKey(r.Context(), oe.org.ID, idemKey, msg.From); err != nil {
+		if err := s.queue.BindIdempotencyKey(ctx, oe.org.ID, idemKey, msg.From); err != nil {
 			s.refuse(w, s.enqueueError(err, st.maxPer))
 			return
 		}
 		req.IdempotencyKey = idemKey
 		req.RequestHash = hashBody(body)
 	}
-	res, err := s.queue.Enqueue(r.Context(), req)
+	res, err := s.queue.Enqueue(ctx, req)
 	if err != nil {
 		s.refuse(w, s.enqueueError(err, st.maxPer))
 		return

@@ -117,6 +117,9 @@ type Server struct {
 	srv      *http.Server
 	handler  http.Handler
 
+	// acceptTimeout bounds storing a submitted message (see handleSend).
+	acceptTimeout time.Duration
+
 	bufs sync.Pool // *[]byte request body buffers
 
 	wg       sync.WaitGroup
@@ -168,6 +171,9 @@ func New(opts Options) (*Server, error) {
 	if addr == "" {
 		addr = "127.0.0.1:8080"
 	}
+	// A submission must be stored, or known not to be, in time to answer
+	// within the write timeout.
+	s.acceptTimeout = min(maxAcceptTimeout, orDefault(h.WriteTimeout, 10*time.Second)/2)
 	s.srv = &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: orDefault(h.ReadHeaderTimeout, 5*time.Second),
@@ -184,6 +190,10 @@ func New(opts Options) (*Server, error) {
 	s.ln = ln
 	return s, nil
 }
+
+// maxAcceptTimeout is the longest a submission waits for Redis to store it
+// (less when http.write_timeout is under twice this).
+const maxAcceptTimeout = 5 * time.Second
 
 func orDefault(d, def time.Duration) time.Duration {
 	if d > 0 {

@@ -536,9 +536,14 @@ func newRedis(c config.Redis) redis.UniversalClient {
 		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Cluster, Password: c.Password,
 			// A killed master answers no MOVED: without a periodic reload the
 			// client keeps dialling it for the default 60 s after a failover.
-			ClusterStateReloadInterval: time.Second})
+			ClusterStateReloadInterval: time.Second,
+			// Callers' deadlines bound the socket reads and writes too (by
+			// default only the client's own 3 s timeouts do, retries on top):
+			// a stalled Redis must not hold an API request past its answer.
+			ContextTimeoutEnabled: true})
 	}
-	return redis.NewClient(&redis.Options{Addr: c.Addr, Password: c.Password, DB: c.DB})
+	return redis.NewClient(&redis.Options{Addr: c.Addr, Password: c.Password, DB: c.DB,
+		ContextTimeoutEnabled: true}) // see above
 }
 
 // newPool starts a carrier's bind pool wired to the inbound handler.

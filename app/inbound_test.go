@@ -40,6 +40,7 @@ type inboundOpts struct {
 	sim       testharness.SimOptions
 	redisAddr string // default the shared Redis
 	webhook   string // more [webhook] keys, e.g. retry_for
+	http      string // more [http] keys, e.g. write_timeout
 	acme      string // more keys of org acme, e.g. webhook_url
 }
 
@@ -64,7 +65,11 @@ func (s *syncBuffer) String() string {
 // inboundConfigText is the inbound tests' config: configHead with their
 // knobs, org acme with three numbers and org beta with one.
 func inboundConfigText(o inboundOpts, simAddr, sinkURL, prefix string) string {
-	return configHead(simAddr, sinkURL, prefix, o.redisAddr, o.webhook, "5s") + fmt.Sprintf(`[[org]]
+	head := configHead(simAddr, sinkURL, prefix, o.redisAddr, o.webhook, "5s")
+	if o.http != "" {
+		head = strings.Replace(head, "[http]\n", "[http]\n"+o.http+"\n", 1)
+	}
+	return head + fmt.Sprintf(`[[org]]
 id = "acme"
 name = "Acme Clinic"
 api_key_sha256 = [%q]
@@ -616,6 +621,36 @@ func TestInboundMOStorageFailure(t *testing.T) {
 	require.Equal(t, "while redis is down", r.Text)
 	// The deliver_sm_resp follows the stored event; it may arrive a moment later.
 	require.Eventually(t, func() bool { return d.sim.DeliveredCount() >= 2 }, waitFor, tick, "redelivered MO acknowledged")
+}
+
+// With Redis stalled (up but not answering), a submission gets its 503
+// within the write timeout, and the message is not sent once Redis answers
+// again: a 503 means nothing was accepted.
+func TestSubmitWhileRedisStalls(t *testing.T) {
+	rs := testharness.StartRedisServer(t)
+	// write_timeout 2s: a submission waits at most 1 s for Redis.
+	d := startInbound(t, inboundOpts{redisAddr: rs.Addr(), http: `write_timeout = "2s"`})
+	const to = "+15557655101"
+	first := d.send(numAcme1, to, "before the stall")
+	d.waitStatus(first.ID, "delivered")
+
+	rs.Pause()
+	start := time.Now()
+	code, raw := d.do("POST", "/v1/messages", fmt.Sprintf(`{"from":%q,"to":%q,"text":"while redis stalls"}`, numAcme1, to), nil)
+	waited := time.Since(start)
+	rs.Resume()
+	require.Equal(t, http.StatusServiceUnavailable, code, raw)
+	require.Contains(t, raw, `"code":"unavailable"`)
+	require.Less(t, waited, 1800*time.Millisecond, "answered before the write timeout")
+
+	// Redis runs the stalled call from its buffer when it resumes: too late,
+	// so nothing was stored. A message sent after it goes out alone.
+	after := d.send(numAcme1, to, "after the stall")
+	d.waitStatus(after.ID, "delivered")
+	for _, s := range d.sim.Submits() {
+		require.NotContains(t, string(s.ShortMessage), "while redis stalls")
+	}
+	require.Len(t, d.sim.Submits(), 3, "notice, before and after")
 }
 
 // With the receiver down and the daemon restarted meanwhile, every event

@@ -2,7 +2,9 @@ package queue
 
 import (
 	"context"
+	"fmt"
 	"sync"
+	"time"
 )
 
 // maxEnqueuePipelines is how many enqueue pipelines may be in flight at
@@ -25,17 +27,25 @@ type combiner struct {
 // enqueueCall is one Enqueue waiting for its pipeline. wake receives false
 // when res and err are set, or true when the call must lead the next pipeline.
 type enqueueCall struct {
-	b    int
-	args []any
-	res  []any
-	err  error
-	wake chan bool
+	b        int
+	args     []any
+	deadline time.Time // zero: none
+	res      []any
+	err      error
+	wake     chan bool
 }
 
+// enqueueGrace is how long before a batch's earliest deadline its calls must
+// run in Redis (the deadline they carry): a call that ran in time has at
+// least this long for its reply to arrive before the pipeline stops waiting
+// at that deadline. A quarter of the time left, at most a second.
+func enqueueGrace(left time.Duration) time.Duration { return min(time.Second, left/4) }
+
 // enqueue runs the enqueue script on bucket b with args, batched with
-// concurrent calls, and returns its reply.
-func (q *Queue) enqueue(ctx context.Context, b int, args []any) ([]any, error) {
-	c := &enqueueCall{b: b, args: args, wake: make(chan bool, 1)}
+// concurrent calls, and returns its reply. With a deadline, the reply or an
+// error comes by then (see EnqueueRequest.Deadline).
+func (q *Queue) enqueue(ctx context.Context, b int, args []any, deadline time.Time) ([]any, error) {
+	c := &enqueueCall{b: b, args: args, deadline: deadline, wake: make(chan bool, 1)}
 	e := &q.comb
 	e.mu.Lock()
 	if e.running >= maxEnqueuePipelines {
@@ -73,16 +83,59 @@ func (q *Queue) enqueue(ctx context.Context, b int, args []any) ([]any, error) {
 }
 
 // execEnqueues sends the calls' scripts in one pipeline and sets every
-// call's reply, waking those that wait.
+// call's reply, waking those that wait. Calls whose deadline passed while
+// they waited are not sent. When calls have deadlines, the pipeline waits
+// until the earliest, and every call carries that deadline less
+// enqueueGrace, in Redis's clock, for the script to refuse if it runs later
+// (calls without one share it: they are in the same round trip).
 func (q *Queue) execEnqueues(ctx context.Context, batch []*enqueueCall) {
-	pipe := q.rdb.Pipeline()
-	calls := make([]*call, len(batch))
-	for i, c := range batch {
-		calls[i] = q.bucketCall(ctx, pipe, scriptEnqueue, c.b, c.args...)
+	now := time.Now()
+	var first time.Time
+	send := make([]*enqueueCall, 0, len(batch))
+	for _, c := range batch {
+		if !c.deadline.IsZero() {
+			if !now.Before(c.deadline) {
+				c.err = fmt.Errorf("waited for a pipeline until its deadline: %w", ErrDeadline)
+				c.wake <- false
+				continue
+			}
+			if first.IsZero() || c.deadline.Before(first) {
+				first = c.deadline
+			}
+		}
+		send = append(send, c)
 	}
+	if len(send) == 0 {
+		return
+	}
+	var scriptDeadline int64 // µs in Redis's clock; 0: none
+	if !first.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, first)
+		defer cancel()
+		// Until this host's clock has been compared with Redis's, only the
+		// pipeline's wait bounds the calls.
+		if q.offsetKnown.Load() {
+			scriptDeadline = first.Add(-enqueueGrace(first.Sub(now))).UnixMicro() + q.offset.Load()
+		}
+	}
+	pipe := q.rdb.Pipeline()
+	calls := make([]*call, len(send))
+	for i, c := range send {
+		calls[i] = q.bucketCall(ctx, pipe, scriptEnqueue, c.b, append(c.args, scriptDeadline)...)
+	}
+	sent := time.Now()
 	_, _ = pipe.Exec(ctx)
-	for i, c := range batch {
+	rtt := time.Since(sent)
+	for i, c := range send {
 		c.res, c.err = calls[i].result(ctx, q).Slice()
+		if c.err == nil && len(c.res) > 0 {
+			// "ok" and "late" replies end with Redis's time: keep this host's
+			// estimate of Redis's clock current.
+			if t, ok := c.res[len(c.res)-1].(int64); ok && (c.res[0] == "ok" || c.res[0] == "late") {
+				q.noteRedisTime(t, sent, rtt)
+			}
+		}
 		c.wake <- false
 	}
 }

@@ -15,6 +15,6 @@ func NewEmbedded() (redis.UniversalClient, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("queue: embedded store: %w", err)
 	}
-	c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), ContextTimeoutEnabled: true})
 	return c, func() { _ = c.Close(); s.Close() }, nil
 }

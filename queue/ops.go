@@ -46,6 +46,14 @@ type EnqueueRequest struct {
 	// config.StatusEventsFor gives them. The status history is kept whatever
 	// it says.
 	StatusEvents []string
+	// Deadline (optional) is when Enqueue must have answered. A call that
+	// Redis runs later than shortly before it (Redis stalled, or the call ran
+	// from the buffer of a connection the client had given up on) stores
+	// nothing, and Enqueue returns an error by Deadline, so an error then
+	// means nothing was stored unless Redis stalled between running the
+	// call and answering it (see enqueueGrace). Zero: the client's timeouts
+	// bound the call.
+	Deadline time.Time
 }
 
 // EnqueueResult is the outcome of a successful Enqueue.
@@ -87,7 +95,7 @@ func (q *Queue) Enqueue(ctx context.Context, r EnqueueRequest) (EnqueueResult, e
 		r.MaxDepth, interval, boolArg(r.CheckOptOut), q.opts.IdempotencyTTL.Milliseconds()}
 	args = append(append(args, msgArgs...), noticeArgs...)
 	args = append(args, ev)
-	res, err := q.enqueue(ctx, b, args)
+	res, err := q.enqueue(ctx, b, args, r.Deadline)
 	if err != nil {
 		return EnqueueResult{}, fmt.Errorf("queue: enqueue: %w", err)
 	}
@@ -112,6 +120,8 @@ func (q *Queue) Enqueue(ctx context.Context, r EnqueueRequest) (EnqueueResult, e
 		return EnqueueResult{}, ErrOptedOut
 	case "full":
 		return EnqueueResult{}, ErrQueueFull
+	case "late":
+		return EnqueueResult{}, fmt.Errorf("queue: enqueue: Redis ran it after its deadline: %w", ErrDeadline)
 	}
 	return EnqueueResult{}, fmt.Errorf("queue: enqueue: unexpected reply %v", res)
 }
@@ -243,6 +253,14 @@ func (q *Queue) Claim(ctx context.Context, max int) ([]Claimed, error) {
 // nowRedis is Redis's clock in µs as estimated from this host's clock.
 func (q *Queue) nowRedis() int64 { return time.Now().UnixMicro() + q.offset.Load() }
 
+// noteRedisTime updates the estimate of Redis's clock from a reply carrying
+// Redis's time redisNow (µs), sent at sent with round trip rtt (half of it
+// assumed each way).
+func (q *Queue) noteRedisTime(redisNow int64, sent time.Time, rtt time.Duration) {
+	q.offset.Store(redisNow - sent.Add(rtt/2).UnixMicro())
+	q.offsetKnown.Store(true)
+}
+
 // plan picks the buckets to claim from and how many senders to ask each
 // for (at most max in all): first each due bucket's known due count, in turn
 // from the cursor, then what is left spread over the chosen buckets, since
@@ -299,7 +317,7 @@ func (q *Queue) probe(ctx context.Context) error {
 	}
 	rtt := time.Since(sent)
 	redisNow := tc.Val().UnixMicro()
-	q.offset.Store(redisNow - sent.Add(rtt/2).UnixMicro())
+	q.noteRedisTime(redisNow, sent, rtt)
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for b, cmd := range cmds {

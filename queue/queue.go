@@ -26,6 +26,9 @@ var (
 	ErrOptedOut            = errors.New("queue: recipient opted out")
 	ErrIdempotencyConflict = errors.New("queue: idempotency key reused with a different request")
 	ErrNotFound            = errors.New("queue: message not found")
+	// ErrDeadline: an Enqueue with a Deadline did not run in time, so it
+	// stored nothing.
+	ErrDeadline = errors.New("queue: deadline passed before the call ran; nothing was stored")
 	// ErrLeaseLost: Ack, Retry, Requeue, Fail or Renew of a message whose
 	// lease expired or that was claimed again (stale attempt).
 	ErrLeaseLost = errors.New("queue: lease lost")
@@ -113,7 +116,8 @@ type Queue struct {
 
 	comb combiner // batches concurrent Enqueue calls
 
-	offset atomic.Int64 // Redis clock minus this host's clock, microseconds
+	offset      atomic.Int64 // Redis clock minus this host's clock, microseconds
+	offsetKnown atomic.Bool  // offset was measured (a probe or an enqueue reply)
 
 	expMu      sync.Mutex
 	expFrom    []int // per bucket: the offset into the due senders of the next ExpireHeads

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -85,6 +86,27 @@ func (r *RedisServer) Stop() {
 	_ = r.cmd.Process.Kill()
 	<-r.exited
 	r.cmd, r.exited = nil, nil
+}
+
+// Pause freezes the server (SIGSTOP), as a Redis stalled by its host: it
+// accepts connections and buffers commands but answers nothing until
+// Resume. Stop still kills it.
+func (r *RedisServer) Pause() { r.signal(syscall.SIGSTOP) }
+
+// Resume lets a paused server run again (SIGCONT); it then runs what it
+// buffered meanwhile, also from connections closed since.
+func (r *RedisServer) Resume() { r.signal(syscall.SIGCONT) }
+
+func (r *RedisServer) signal(sig syscall.Signal) {
+	r.tb.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd == nil {
+		r.tb.Fatalf("redis-server: %v to a stopped server", sig)
+	}
+	if err := r.cmd.Process.Signal(sig); err != nil {
+		r.tb.Fatalf("redis-server: %v: %v", sig, err)
+	}
 }
 
 // Start starts a stopped server again on the same port; it fails the test on error.

@@ -3,11 +3,30 @@
 -- [14] check opt-out "1", [15] idempotency TTL ms,
 -- [16..20] message: id, body, expires us (0 none), segments, client_ref,
 -- [21..25] notice: same ("" id: no notice),
--- [26] event filter of both (field ev, see finish; "": every status)
+-- [26] event filter of both (field ev, see finish; "": every status),
+-- [27] deadline (µs, Redis's clock; 0 none)
 -- Returns {'ok', notice queued 0|1, sender's ready score (µs) or -1,
--- 1 when the sender was added to ready}, or {'replay', response},
--- {'conflict'}, {'optout'}, {'full'}.
+-- 1 when the sender was added to ready, Redis's time (µs)}, or {'replay',
+-- response}, {'conflict'}, {'optout'}, {'full'}, {'late', Redis's time}.
 local from, to, org = ARGV[6], ARGV[7], ARGV[8]
+-- A call that reaches Redis after its deadline stores nothing: its caller
+-- has answered (or will) that nothing was accepted. (Redis stalled, or the
+-- client gave up and the command ran from a closed connection's buffer.)
+local now = now_us()
+local deadline = tonumber(ARGV[27] or 0)
+if deadline > 0 and now > deadline then
+  return {'late', now}
+end
+-- Ids are unique per call, so an existing record means an earlier attempt
+-- of this same call stored it (its reply was lost and the client sent the
+-- script again): that attempt's outcome stands (checks below could now
+-- answer otherwise: the conversation started, the queue filled).
+if redis.call('EXISTS', base .. 'm:' .. ARGV[16]) == 1 then
+  if ARGV[21] ~= '' and redis.call('EXISTS', base .. 'm:' .. ARGV[21]) == 1 then
+    return {'ok', 1, -1, 0, now}
+  end
+  return {'ok', 0, -1, 0, now}
+end
 local idem = ''
 if ARGV[9] ~= '' then
   idem = base .. 'idem:' .. org .. ':' .. ARGV[9]
@@ -37,12 +56,6 @@ local maxdepth = tonumber(ARGV[12])
 if maxdepth > 0 and redis.call('LLEN', qkey) - tonumber(s[5] or 0) + n > maxdepth then
   return {'full'}
 end
-local mkeys = {base .. 'm:' .. ARGV[16]}
-if notice then mkeys[2] = base .. 'm:' .. ARGV[21] end
-if redis.call('EXISTS', unpack(mkeys)) > 0 then
-  return redis.error_reply('ERR message id ' .. ARGV[16] .. ' (or its notice) exists')
-end
-local now = now_us()
 local ev = ARGV[26] or ''
 local mxSlack = 60000000 -- 1 min in µs, see store
 local mx = tonumber(s[4] or 0)
@@ -107,5 +120,5 @@ if idem ~= '' then
   redis.call('HSET', idem, 'h', ARGV[10], 'r', ARGV[11])
   redis.call('PEXPIRE', idem, ARGV[15])
 end
-if notice then return {'ok', 1, score, added} end
-return {'ok', 0, score, added}
+if notice then return {'ok', 1, score, added, now} end
+return {'ok', 0, score, added, now}

@@ -1,0 +1,79 @@
+package queue
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/smsgate/smsgate/testharness"
+)
+
+// An Enqueue with a Deadline answers by then, and a call that Redis runs
+// after it stores nothing, so an error by the deadline means nothing was
+// accepted.
+func TestEnqueueDeadline(t *testing.T) {
+	const from, to = "+15550004001", "+15557650001"
+	ctx := context.Background()
+
+	for _, be := range backends {
+		t.Run("passed before it was sent/"+be.name, func(t *testing.T) {
+			c := be.client(t)
+			q := newQueue(t, c, testPrefix(t, c), Options{})
+			m := msg(q, from, to, "too late")
+			_, err := q.Enqueue(ctx, EnqueueRequest{Msg: m, Deadline: time.Now().Add(-time.Millisecond)})
+			require.ErrorIs(t, err, ErrDeadline)
+			_, err = q.Get(ctx, m.ID)
+			require.ErrorIs(t, err, ErrNotFound)
+		})
+
+		t.Run("a call sent again after its reply was lost/"+be.name, func(t *testing.T) {
+			c := be.client(t)
+			q := newQueue(t, c, testPrefix(t, c), Options{})
+			m := msg(q, from, to, "once")
+			req := EnqueueRequest{Msg: m, Notice: msg(q, from, to, "notice"), MaxDepth: 2,
+				Deadline: time.Now().Add(5 * time.Second)}
+			first, err := q.Enqueue(ctx, req)
+			require.NoError(t, err)
+			require.True(t, first.NoticeQueued)
+			// The same call again (as the client resends a pipeline whose
+			// reply it lost): the first attempt's outcome, not an error, and
+			// nothing stored twice, though the queue is now at its depth.
+			again, err := q.Enqueue(ctx, req)
+			require.NoError(t, err)
+			require.Equal(t, first, again)
+			require.Equal(t, int64(2), c.LLen(ctx, q.base(q.Bucket(from))+"q:"+from).Val())
+		})
+	}
+
+	t.Run("redis stalled", func(t *testing.T) {
+		srv := testharness.StartRedisServer(t)
+		c := redis.NewClient(&redis.Options{Addr: srv.Addr(), ContextTimeoutEnabled: true})
+		t.Cleanup(func() { _ = c.Close() })
+		q := newQueue(t, c, "deadline:", Options{})
+		enqueue(t, q, msg(q, from, to, "before the stall"), 0) // also compares the clocks
+		require.True(t, q.offsetKnown.Load())
+
+		srv.Pause()
+		m := msg(q, from, to, "while redis is stalled")
+		start := time.Now()
+		_, err := q.Enqueue(ctx, EnqueueRequest{Msg: m, Deadline: start.Add(time.Second)})
+		waited := time.Since(start)
+		srv.Resume()
+		require.Error(t, err)
+		require.Less(t, waited, 1500*time.Millisecond, "answered by its deadline")
+
+		// Redis then ran the call from its buffer: too late, so it stored
+		// nothing, as the error told the caller.
+		require.Eventually(t, func() bool { return c.Ping(ctx).Err() == nil }, 5*time.Second, 10*time.Millisecond)
+		_, err = q.Get(ctx, m.ID)
+		require.ErrorIs(t, err, ErrNotFound)
+		require.Equal(t, int64(1), c.LLen(ctx, q.base(q.Bucket(from))+"q:"+from).Val())
+
+		// And the queue goes on.
+		_, err = q.Enqueue(ctx, EnqueueRequest{Msg: msg(q, from, to, "after"), Deadline: time.Now().Add(time.Second)})
+		require.NoError(t, err)
+	})
+}
