@@ -44,6 +44,9 @@ type nopQueue struct{ n atomic.Int64 }
 
 func (q *nopQueue) NewMessageID(string) string                                       { return fmt.Sprint("msg_", q.n.Add(1)) }
 func (q *nopQueue) BindIdempotencyKey(context.Context, string, string, string) error { return nil }
+func (q *nopQueue) Replay(context.Context, string, string, string) ([]byte, bool, error) {
+	return nil, false, nil
+}
 func (q *nopQueue) Enqueue(context.Context, queue.EnqueueRequest) (queue.EnqueueResult, error) {
 	return queue.EnqueueResult{}, nil
 }

@@ -197,12 +197,17 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 	}
 	defer release()
 	p, e := s.prepare(st, oe, body)
-	if e != nil {
-		s.refuse(w, e)
-		return
+	if e == nil && p.verdict.Refusal != nil {
+		e = refusalError(p.verdict.Refusal)
 	}
-	if ref := p.verdict.Refusal; ref != nil {
-		s.refuse(w, refusalError(ref))
+	if e != nil {
+		// A request whose first attempt was accepted gets that response
+		// even when it would now be refused (the number was unregistered,
+		// a category blocked since): the client must learn it was queued.
+		if idemKey != "" && s.replay(w, r, oe.org.ID, idemKey, body) {
+			return
+		}
+		s.refuse(w, e)
 		return
 	}
 
@@ -280,6 +285,26 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 		s.metrics.warnings.WithLabelValues(wn.Category).Inc()
 	}
 	writeRaw(w, http.StatusAccepted, respJSON)
+}
+
+// replay writes the response stored for the org's Idempotency-Key when its
+// first request had this body, and reports whether it did. A failure to
+// look is logged and reported as not found: the caller refuses the request
+// as it would have.
+func (s *Server) replay(w http.ResponseWriter, r *http.Request, org, key string, body []byte) bool {
+	ctx, cancel := context.WithTimeout(r.Context(), s.acceptTimeout)
+	defer cancel()
+	resp, found, err := s.queue.Replay(ctx, org, key, hashBody(body))
+	if err != nil {
+		s.log.Warn("idempotency replay lookup failed; refusing the request", "err", err)
+		return false
+	}
+	if !found {
+		return false
+	}
+	s.metrics.replayed.Inc()
+	writeRaw(w, http.StatusAccepted, resp)
+	return true
 }
 
 // notice builds the sender-identification notice for msg's conversation;

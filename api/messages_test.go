@@ -264,6 +264,40 @@ func TestGetUnavailable(t *testing.T) {
 	require.Equal(t, CodeUnavailable, r.errCode())
 }
 
+// A request whose first attempt was accepted replays that response after a
+// reload that would now refuse it; without the key, or with a new key, the
+// refusal stands.
+func TestIdempotencyReplayAfterConfigChange(t *testing.T) {
+	var cfg *config.Config
+	e := newEnv(t, func(_ *Options, c *config.Config) { cfg = c })
+	body := msgBody(acmeNum, "+15557654321", "booked")
+	first := e.send(acmeKey, body, "Idempotency-Key", "order-77")
+	require.Equal(t, 202, first.status, "%s", first.raw)
+
+	for i, o := range cfg.Orgs {
+		for j, n := range o.Numbers {
+			if n.E164 == acmeNum {
+				cfg.Orgs[i].Numbers[j].Registered = false
+			}
+		}
+	}
+	e.srv.SetState(NewState(cfg, loadRules(t)))
+
+	again := e.send(acmeKey, body, "Idempotency-Key", "order-77")
+	require.Equal(t, 202, again.status, "%s", again.raw)
+	require.Equal(t, string(first.raw), string(again.raw))
+	require.Equal(t, 1.0, counterValue(t, e.srv.metrics.replayed))
+
+	for _, headers := range [][]string{nil, {"Idempotency-Key", "order-78"}} {
+		r := e.send(acmeKey, body, headers...)
+		require.Equal(t, 403, r.status, "%s", r.raw)
+		require.Equal(t, CodeSenderUnregistered, r.errCode())
+	}
+	// Another body under the first key is refused for what it is.
+	r := e.send(acmeKey, msgBody(acmeNum, "+15557654321", "other"), "Idempotency-Key", "order-77")
+	require.Equal(t, CodeSenderUnregistered, r.errCode())
+}
+
 func TestIdempotency(t *testing.T) {
 	e := newEnv(t, func(_ *Options, c *config.Config) { c.Queue.MaxPerNumber = 100 })
 	body := msgBody(acmeNum, "+15557654321", "once")

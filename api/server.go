@@ -30,6 +30,9 @@ type Queue interface {
 	BindIdempotencyKey(ctx context.Context, org, key, from string) error
 	// Enqueue stores a message atomically (idempotency, depth, opt-out, notice).
 	Enqueue(ctx context.Context, req queue.EnqueueRequest) (queue.EnqueueResult, error)
+	// Replay returns the response stored for an org's Idempotency-Key
+	// first used with a request of this hash (found false: none).
+	Replay(ctx context.Context, org, key, requestHash string) (response []byte, found bool, err error)
 	// Get returns a stored message with its history, or queue.ErrNotFound.
 	Get(ctx context.Context, id string) (*queue.Record, error)
 	// IsOptedOut reports whether to opted out of messages from from.
