@@ -90,10 +90,11 @@ type App struct {
 	poolsMu sync.Mutex
 	pools   map[string]*smpp.Pool
 
-	reloadMu sync.Mutex
-	reloadOK prometheus.Gauge
-	reloadTS prometheus.Gauge
-	reloads  *prometheus.CounterVec
+	reloadMu  sync.Mutex
+	reloadSeq int // reload attempts so far, named in their log lines (guarded by reloadMu)
+	reloadOK  prometheus.Gauge
+	reloadTS  prometheus.Gauge
+	reloads   *prometheus.CounterVec
 
 	// teardown runs in reverse order of registration on Stop.
 	teardown []func(ctx context.Context) error

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -26,6 +27,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/smsgate/smsgate/config"
 	"github.com/smsgate/smsgate/message"
 	"github.com/smsgate/smsgate/queue"
 	"github.com/smsgate/smsgate/testharness"
@@ -791,4 +793,30 @@ rate = 50
 	require.Eventually(t, func() bool { return sim2.ActiveBinds() == 0 }, 5*time.Second, 20*time.Millisecond, "the removed carrier unbinds")
 	require.Equal(t, 1, d.sim.ActiveBinds())
 	require.Equal(t, 1, d.sim.MaxActiveBinds())
+}
+
+// A reload that fails as the previous one did is logged when it happens:
+// its lines name the reload, so the log's de-duplication does not hold
+// them back.
+func TestRepeatedFailedReloadIsLogged(t *testing.T) {
+	var buf bytes.Buffer
+	h := NewLogHandler(slog.NewTextHandler(&buf, nil), LogHandlerOptions{})
+	reg := prometheus.NewRegistry()
+	a := &App{
+		log:      slog.New(h),
+		opts:     Options{ConfigPath: "smsgate.toml"},
+		reloadOK: promauto.With(reg).NewGauge(prometheus.GaugeOpts{Name: "ok"}),
+		reloads:  promauto.With(reg).NewCounterVec(prometheus.CounterOpts{Name: "reloads"}, []string{"result"}),
+	}
+	bad := &config.ValidationError{Problems: []config.Problem{{Path: "carrier[0].bind[0].window", Message: "must be at least 1, got 0"}}}
+	for range 2 {
+		a.reloadSeq++
+		a.reloadFailed(bad)
+	}
+	out := buf.String()
+	for _, n := range []string{"reload=1", "reload=2"} {
+		require.Contains(t, out, `msg="configuration reload: invalid key" `+n+" key=carrier[0].bind[0].window")
+		require.Contains(t, out, `msg="configuration reload failed; nothing changed" `+n)
+	}
+	require.NotContains(t, out, "repeated")
 }

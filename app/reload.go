@@ -22,6 +22,7 @@ import (
 func (a *App) Reload(ctx context.Context) error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
+	a.reloadSeq++
 	next, err := loadState(a.opts.ConfigPath)
 	if err != nil {
 		a.reloadFailed(err)
@@ -59,24 +60,26 @@ func (a *App) Reload(ctx context.Context) error {
 	a.reloadOK.Set(1)
 	a.reloadTS.SetToCurrentTime()
 	a.reloads.WithLabelValues("success").Inc()
-	a.log.Info("configuration reloaded", "path", a.opts.ConfigPath, "summary", next.cfg.Summary())
+	a.log.Info("configuration reloaded", "reload", a.reloadSeq, "path", a.opts.ConfigPath, "summary", next.cfg.Summary())
 	return nil
 }
 
 // reloadFailed records a failed reload: metric, and one log line per problem
-// with its key path, then a summary line.
+// with its key path, then a summary line. The lines carry the reload's
+// number, so a reload that fails as the previous one did is still logged
+// when it happens (the log's de-duplication holds back only identical lines).
 func (a *App) reloadFailed(err error) {
 	a.reloadOK.Set(0)
 	a.reloads.WithLabelValues("failure").Inc()
 	var ve *config.ValidationError
 	if errors.As(err, &ve) {
 		for _, p := range ve.Problems {
-			a.log.Error("configuration reload: invalid key", "key", p.Path, "problem", p.Message)
+			a.log.Error("configuration reload: invalid key", "reload", a.reloadSeq, "key", p.Path, "problem", p.Message)
 		}
-		a.log.Error("configuration reload failed; nothing changed", "path", a.opts.ConfigPath, "problems", len(ve.Problems))
+		a.log.Error("configuration reload failed; nothing changed", "reload", a.reloadSeq, "path", a.opts.ConfigPath, "problems", len(ve.Problems))
 		return
 	}
-	a.log.Error("configuration reload failed; nothing changed", "path", a.opts.ConfigPath, "err", err)
+	a.log.Error("configuration reload failed; nothing changed", "reload", a.reloadSeq, "path", a.opts.ConfigPath, "err", err)
 }
 
 // applyCarriers brings the pools in line with cfg: new carriers connect
