@@ -141,7 +141,7 @@ func (s *Server) handleOptOuts(w http.ResponseWriter, r *http.Request) {
 	list, err := s.queue.OptOuts(r.Context(), from)
 	if err != nil {
 		s.log.Warn("list opt-outs failed", "err", err)
-		writeError(w, unavailable())
+		writeError(w, storeUnavailable())
 		return
 	}
 	if list == nil {
@@ -177,9 +177,17 @@ func (s *Server) handleOptOutAdd(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// Only a configured number can be opted out of: a typo would otherwise
+	// record an opt-out nobody looks at. (Removing one stays possible for a
+	// number no longer configured.)
+	if s.state.Load().numbers[in.From] == nil {
+		writeError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Field: "from",
+			Message: fmt.Sprintf("%q is not a number in the configuration; opt-outs are recorded for the org's own numbers.", in.From)})
+		return
+	}
 	if err := s.queue.OptOut(r.Context(), in.From, in.To); err != nil {
 		s.log.Warn("add opt-out failed", "err", err)
-		writeError(w, unavailable())
+		writeError(w, storeUnavailable())
 		return
 	}
 	s.log.Info("opt-out added by admin")
@@ -197,7 +205,7 @@ func (s *Server) handleOptOutRemove(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.queue.OptIn(r.Context(), from, to); err != nil {
 		s.log.Warn("remove opt-out failed", "err", err)
-		writeError(w, unavailable())
+		writeError(w, storeUnavailable())
 		return
 	}
 	s.log.Info("opt-out removed by admin")
@@ -227,7 +235,7 @@ func (s *Server) handleDeadLetters(w http.ResponseWriter, r *http.Request) {
 	list, err := s.dead.DeadLetters(r.Context(), limit)
 	if err != nil {
 		s.log.Warn("list dead letters failed", "err", err)
-		writeError(w, unavailable())
+		writeError(w, storeUnavailable())
 		return
 	}
 	if list == nil {
@@ -248,7 +256,7 @@ func (s *Server) handleRedeliver(w http.ResponseWriter, r *http.Request) {
 		writeError(w, notFound(fmt.Sprintf("No dead letter with event id %q; list them with GET /admin/dead-letters.", id)))
 	case err != nil:
 		s.log.Warn("redeliver failed", "err", err)
-		writeError(w, unavailable())
+		writeError(w, storeUnavailable())
 	default:
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "event_id": id})
 	}
@@ -262,7 +270,7 @@ func (s *Server) handleQueues(w http.ResponseWriter, r *http.Request) {
 	v, err := s.stats(r.Context())
 	if err != nil {
 		s.log.Warn("queue statistics failed", "err", err)
-		writeError(w, unavailable())
+		writeError(w, storeUnavailable())
 		return
 	}
 	writeJSON(w, http.StatusOK, v)

@@ -112,6 +112,16 @@ func TestAdminOptOuts(t *testing.T) {
 		require.Equal(t, CodeInvalidRequest, r.errCode())
 		require.Equal(t, b.field, r.errField("field"))
 	}
+
+	// A number the configuration does not have cannot be opted out of (a
+	// typo would record an opt-out nobody looks at); removing one can.
+	r = e.do(http.MethodPost, "/admin/opt-outs", adminToken, `{"from":"+15551234567","to":"+15557654321"}`)
+	require.Equal(t, 404, r.status, "%s", r.raw)
+	require.Equal(t, CodeNotFound, r.errCode())
+	require.Equal(t, "from", r.errField("field"))
+	require.Contains(t, r.errField("message"), "not a number in the configuration")
+	r = e.do(http.MethodDelete, "/admin/opt-outs?from=%2B15551234567&to=%2B15557654321", adminToken, "")
+	require.Equal(t, 200, r.status, "%s", r.raw)
 }
 
 func TestAdminReload(t *testing.T) {

@@ -48,9 +48,17 @@ func invalid(field, msg string) *Error {
 	return &Error{Status: http.StatusBadRequest, Code: CodeInvalidRequest, Message: msg, Field: field}
 }
 
+// unavailable is the answer of a submission the store did not confirm.
 func unavailable() *Error {
 	return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable,
 		Message: "The message store is unreachable; nothing was accepted. Retry later with the same Idempotency-Key."}
+}
+
+// storeUnavailable is the answer of a read or an admin change the store did
+// not answer.
+func storeUnavailable() *Error {
+	return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable,
+		Message: "The message store (Redis) is unreachable; nothing was read or changed. Retry later."}
 }
 
 func notFound(msg string) *Error {

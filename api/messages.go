@@ -377,7 +377,7 @@ func (s *Server) handleDryRun(w http.ResponseWriter, r *http.Request) {
 		opted, err := s.queue.IsOptedOut(r.Context(), p.req.From, p.req.To)
 		if err != nil {
 			s.log.Warn("opt-out lookup failed", "err", err)
-			fail(w, unavailable())
+			fail(w, storeUnavailable())
 			return
 		}
 		if opted {
@@ -408,7 +408,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		s.log.Warn("get message failed", "err", err)
-		writeError(w, unavailable())
+		writeError(w, storeUnavailable())
 		return
 	}
 	m := rec.Msg

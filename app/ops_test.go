@@ -310,7 +310,15 @@ func testQueueStatsFromStore(t *testing.T, rdb redis.UniversalClient, prefix str
 	reg := prometheus.NewRegistry()
 	s := newQueueStats(rdb, prefix, 8, slog.New(slog.DiscardHandler), reg)
 
-	require.NoError(t, s.refresh(ctx))
+	// Before the first refresh and with nothing queued, the JSON has an
+	// empty top and no oldest time (not null and year 1).
+	for range 2 {
+		raw, err := json.Marshal(s.Snapshot())
+		require.NoError(t, err)
+		require.Contains(t, string(raw), `"top":[]`)
+		require.NotContains(t, string(raw), "oldest_created_at")
+		require.NoError(t, s.refresh(ctx))
+	}
 	require.Zero(t, s.Snapshot().Depth)
 	require.Zero(t, s.oldestAge())
 

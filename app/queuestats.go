@@ -31,15 +31,17 @@ type SenderQueue struct {
 	From string `json:"from"`
 	// Depth is the number of queued messages (not counting one in flight).
 	Depth int64 `json:"depth"`
-	// OldestCreatedAt is the creation time of the message at the head.
-	OldestCreatedAt time.Time `json:"oldest_created_at"`
+	// OldestCreatedAt is the creation time of the message at the head
+	// (zero, and left out of the JSON, when its id does not tell it).
+	OldestCreatedAt time.Time `json:"oldest_created_at,omitzero"`
 }
 
 // QueueStats is a snapshot of the per-number queues, computed every
 // DefaultQueueStatsInterval.
 type QueueStats struct {
-	// At is when the snapshot was taken; zero before the first one.
-	At time.Time `json:"at"`
+	// At is when the snapshot was taken; zero (left out of the JSON) before
+	// the first one.
+	At time.Time `json:"at,omitzero"`
 	// Depth is the number of queued messages over all senders.
 	Depth int64 `json:"depth"`
 	// Senders is the number of sender numbers with queued messages.
@@ -47,9 +49,10 @@ type QueueStats struct {
 	// Leased is the number of messages claimed and not yet settled.
 	Leased int64 `json:"leased"`
 	// OldestCreatedAt is the creation time of the oldest queued message
-	// (zero when nothing is queued).
-	OldestCreatedAt time.Time `json:"oldest_created_at"`
-	// Top are the deepest sender queues, deepest first.
+	// (zero, and left out of the JSON, when nothing is queued).
+	OldestCreatedAt time.Time `json:"oldest_created_at,omitzero"`
+	// Top are the deepest sender queues, deepest first (empty, not null,
+	// when nothing is queued).
 	Top []SenderQueue `json:"top"`
 }
 
@@ -131,7 +134,7 @@ func (s *queueStats) Snapshot() QueueStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := s.snap
-	out.Top = slices.Clone(out.Top)
+	out.Top = append([]SenderQueue{}, out.Top...) // a copy, never nil
 	return out
 }
 
