@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -219,7 +220,7 @@ func FuzzParseEntry(f *testing.F) {
 }
 
 func TestBackoff(t *testing.T) {
-	d := &Dispatcher{opts: Options{MinBackoff: time.Second, MaxBackoff: 10 * time.Second}}
+	d := &Dispatcher{opts: Options{MinBackoff: time.Second, MaxBackoff: 10 * time.Second}, randN: rand.N[time.Duration]}
 	require.Equal(t, time.Second, d.backoff(1))
 	require.Equal(t, 2*time.Second, d.backoff(2))
 	require.Equal(t, 8*time.Second, d.backoff(4))

@@ -600,7 +600,8 @@ func (d *Dispatcher) pollOnce(ctx context.Context) {
 }
 
 // sweepOnce dead-letters events whose first attempt is older than RetryFor,
-// even when their endpoint's circuit keeps them from being attempted.
+// even when their endpoint's circuit keeps them from being attempted again.
+// Events never attempted have no first attempt and are not swept.
 func (d *Dispatcher) sweepOnce(ctx context.Context) {
 	eps, err := d.rdb.ZRange(ctx, d.keys.index(), 0, -1).Result()
 	if err != nil {
@@ -620,15 +621,28 @@ func (d *Dispatcher) sweepOnce(ctx context.Context) {
 			if len(got) == 0 {
 				break
 			}
-			jobs := make([]*job, len(got))
-			for i, c := range got {
-				jobs[i] = &job{rec: c.rec, first: c.first, home: ep, ep: ep}
-				if jobs[i].rec.LastError == "" {
-					jobs[i].rec.LastError = "retry horizon passed before an attempt"
+			var jobs []*job
+			var untried []string
+			for _, c := range got {
+				if c.first.IsZero() { // stored by an older version when it held the event back
+					untried = append(untried, c.rec.ID)
+					continue
 				}
+				j := &job{rec: c.rec, first: c.first, home: ep, ep: ep}
+				if j.rec.LastError == "" {
+					j.rec.LastError = "retry horizon passed before a retry"
+				}
+				jobs = append(jobs, j)
 			}
-			d.kill(ctx, jobs, now)
+			if len(jobs) > 0 {
+				d.kill(ctx, jobs, now)
+			}
 			if err := d.setIndex(ctx, ep, next); err != nil {
+				d.logErr("sweep", err)
+			}
+			// After setIndex, which would raise the index hint over their
+			// new due time.
+			if err := d.forgetFirst(ctx, ep, untried, now); err != nil {
 				d.logErr("sweep", err)
 			}
 		}

@@ -66,7 +66,9 @@ type sched struct {
 	perEp    int
 	qCap     int // fresh jobs queued per endpoint before spilling
 	maxFresh int // fresh jobs in memory before the reader waits
-	backoff  func(streak int) time.Duration
+	// openFor is how long a circuit opens after streak consecutive
+	// failures (jittered).
+	openFor func(streak int) time.Duration
 
 	mu    sync.Mutex
 	eps   map[string]*epState
@@ -81,9 +83,9 @@ type sched struct {
 	kick  chan struct{} // the poller may find something to claim
 }
 
-func newSched(perEp, qCap, maxFresh int, backoff func(int) time.Duration) *sched {
+func newSched(perEp, qCap, maxFresh int, openFor func(int) time.Duration) *sched {
 	return &sched{
-		perEp: perEp, qCap: qCap, maxFresh: maxFresh, backoff: backoff,
+		perEp: perEp, qCap: qCap, maxFresh: maxFresh, openFor: openFor,
 		eps:  map[string]*epState{},
 		held: map[heldKey]struct{}{},
 		work: make(chan struct{}, 1), freed: make(chan struct{}, 1), kick: make(chan struct{}, 1),
@@ -235,7 +237,7 @@ func (s *sched) runnable() bool {
 }
 
 // finishAttempt updates the endpoint after an attempt: a success closes its
-// circuit; a failure opens it for backoff(streak) and moves the endpoint's
+// circuit; a failure opens it for openFor(streak) and moves the endpoint's
 // queue to the spill list, to wait in Redis.
 func (s *sched) finishAttempt(j *job, ok bool, now time.Time) {
 	s.mu.Lock()
@@ -252,7 +254,7 @@ func (s *sched) finishAttempt(j *job, ok bool, now time.Time) {
 		}
 	} else if !now.Before(e.openUntil) {
 		e.streak++
-		e.openUntil = now.Add(s.backoff(e.streak))
+		e.openUntil = now.Add(s.openFor(e.streak))
 		for _, q := range e.q {
 			q.due = e.openUntil
 			if !q.fresh() {

@@ -18,7 +18,7 @@ import (
 //
 //	P webhook:endpoints          ZSET  endpoint id -> earliest time (ms) it may have due work (a hint)
 //	P webhook:{<ep>}:due         ZSET  event id -> due time (ms); a claimed event is leased by moving its due time ahead
-//	P webhook:{<ep>}:first       ZSET  event id -> time (ms) of its first attempt (RetryFor counts from here)
+//	P webhook:{<ep>}:first       ZSET  event id -> time (ms) of its first attempt (RetryFor counts from here); none until attempted
 //	P webhook:{<ep>}:ev          HASH  event id -> record JSON (body bytes, org, attempts, last error)
 //	P webhook:{dead}             HASH  event id -> record JSON of a dead letter
 //	P webhook:{dead}:at          ZSET  event id -> time (ms) it died, for listing newest first
@@ -55,7 +55,7 @@ type record struct {
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
 // claimScript leases up to ARGV[2] events of one endpoint and returns
-// {next due score or "", id, record, first, id, record, first, ...}.
+// {next due score or "", id, record, first or "", id, record, first or "", ...}.
 // Mode "due" takes events whose due time passed; mode "expired" takes events
 // whose first attempt is older than ARGV[5] and that are not leased.
 // KEYS: due, first, ev. ARGV: now, n, lease until, mode, cutoff.
@@ -77,7 +77,7 @@ for _, id in ipairs(ids) do
       local first = redis.call('ZSCORE', KEYS[2], id)
       out[#out+1] = id
       out[#out+1] = rec
-      out[#out+1] = first or ARGV[1]
+      out[#out+1] = first or ''
     else
       redis.call('ZREM', KEYS[1], id)
       redis.call('ZREM', KEYS[2], id)
@@ -92,7 +92,7 @@ return out
 // claimed is one event leased from an endpoint's retry set.
 type claimed struct {
 	rec   record
-	first time.Time
+	first time.Time // first attempt; zero when never attempted
 }
 
 // claim leases events of endpoint ep. next is the earliest due time left in the
@@ -121,8 +121,15 @@ func (d *Dispatcher) claim(ctx context.Context, ep string, n int, now time.Time,
 			_ = d.remove(ctx, ep, res[i])
 			continue
 		}
-		f, _ := strconv.ParseFloat(res[i+2], 64)
-		got = append(got, claimed{rec: r, first: time.UnixMilli(int64(f))})
+		c := claimed{rec: r}
+		// A record without attempts has no first attempt, whatever is
+		// stored: versions before this one stored the time they held an
+		// event back (spilled it) as its first attempt.
+		if res[i+2] != "" && r.Attempts > 0 {
+			f, _ := strconv.ParseFloat(res[i+2], 64)
+			c.first = time.UnixMilli(int64(f))
+		}
+		got = append(got, c)
 	}
 	return got, next, nil
 }
@@ -131,13 +138,16 @@ func (d *Dispatcher) claim(ctx context.Context, ep string, n int, now time.Time,
 type scheduled struct {
 	ep    string
 	rec   record
-	first time.Time // kept if the event is already there (ZADD NX)
+	first time.Time // first attempt; zero when never attempted: none is stored
 	due   time.Time
 }
 
 // schedule writes events to their endpoints' retry sets and updates the
 // endpoint index. Per event the commands run in order (record, first, due), so
-// a crash part-way leaves at worst a record the expiry sweep will find.
+// a crash part-way leaves at worst a record without a due time: the expiry
+// sweep finds it by its first attempt, and an event never attempted is still
+// where it came from (its stream entry, its old retry set or dead letter) and
+// is written again from there.
 func (d *Dispatcher) schedule(ctx context.Context, items []scheduled) error {
 	if len(items) == 0 {
 		return nil
@@ -150,7 +160,11 @@ func (d *Dispatcher) schedule(ctx context.Context, items []scheduled) error {
 				return fmt.Errorf("encode record: %w", err)
 			}
 			p.HSet(ctx, d.keys.ev(it.ep), it.rec.ID, b)
-			p.ZAddNX(ctx, d.keys.first(it.ep), redis.Z{Score: float64(ms(it.first)), Member: it.rec.ID})
+			if !it.first.IsZero() {
+				// Not NX: a first attempt replaces a time stored for the
+				// event before it had one (by an older version).
+				p.ZAdd(ctx, d.keys.first(it.ep), redis.Z{Score: float64(ms(it.first)), Member: it.rec.ID})
+			}
 			p.ZAdd(ctx, d.keys.due(it.ep), redis.Z{Score: float64(ms(it.due)), Member: it.rec.ID})
 			if e, ok := earliest[it.ep]; !ok || it.due.Before(e) {
 				earliest[it.ep] = it.due
@@ -220,6 +234,24 @@ func (d *Dispatcher) release(ctx context.Context, ep string, ids []string, t tim
 		return fmt.Errorf("webhook release: %w", err)
 	}
 	return d.touchIndex(ctx, map[string]time.Time{ep: t})
+}
+
+// forgetFirst drops the first-attempt times stored for leased events never
+// attempted (versions before this one stored the time they held an event back)
+// and makes the events due at t: their RetryFor horizon starts at their first
+// attempt.
+func (d *Dispatcher) forgetFirst(ctx context.Context, ep string, ids []string, t time.Time) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	members := make([]any, len(ids))
+	for i, id := range ids {
+		members[i] = id
+	}
+	if err := d.rdb.ZRem(ctx, d.keys.first(ep), members...).Err(); err != nil {
+		return fmt.Errorf("webhook forget first: %w", err)
+	}
+	return d.release(ctx, ep, ids, t)
 }
 
 // bury stores dead letters. It runs before the events leave the stream or

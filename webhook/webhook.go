@@ -7,15 +7,16 @@
 // polled. Acknowledgements are batched: one XACK per stream per batch. An event that fails is put in its endpoint's retry set in Redis before
 // its stream entry is acknowledged, so a crash loses nothing. Retries are
 // spread with exponential backoff and full jitter until RetryFor has passed
-// since the first attempt; then the event becomes a dead letter that an
-// operator can list and redeliver.
+// since the first attempt (a POST, not the time the event was held back); then
+// the event becomes a dead letter that an operator can list and redeliver.
 //
 // Fairness: workers serve endpoints round-robin, at most PerEndpoint requests
 // in flight to a healthy endpoint and one probe to a failing one. A failing
-// endpoint's circuit opens for its backoff; while open, its events wait in
-// Redis and cost no worker. An org without a webhook (the Resolver says no)
-// gets its events stored as dead letters with the reason "no webhook
-// configured", never silently dropped.
+// endpoint's circuit opens for its backoff with equal jitter (between half and
+// all of it); while open, its events wait in Redis and cost no worker, and
+// their RetryFor horizon does not start before they are attempted. An org
+// without a webhook (the Resolver says no) gets its events stored as dead
+// letters with the reason "no webhook configured", never silently dropped.
 package webhook
 
 import (
@@ -91,6 +92,7 @@ type Dispatcher struct {
 	m         *metrics
 	s         *sched
 	now       func() time.Time
+	randN     func(n time.Duration) time.Duration // uniform in [0, n), the jitter; rand.N unless a test sets it
 	lease     time.Duration
 	sweep     time.Duration
 	linger    time.Duration // pause after a small read, for entries to gather
@@ -201,6 +203,7 @@ func New(opts Options) (*Dispatcher, error) {
 		log:       opts.Logger.With("component", "webhook"),
 		m:         newMetrics(opts.Registerer),
 		now:       opts.Now,
+		randN:     rand.N[time.Duration],
 		lease:     2*opts.Timeout + 30*time.Second,
 		sweep:     max(opts.PollInterval, min(time.Minute, opts.RetryFor/10)),
 		linger:    min(opts.PollInterval/4, 5*time.Millisecond),
@@ -211,7 +214,7 @@ func New(opts Options) (*Dispatcher, error) {
 		hdrJSON:   []string{"application/json"},
 		hdrAgent:  []string{"smsgate-webhook"},
 	}
-	d.s = newSched(opts.PerEndpoint, 32*opts.PerEndpoint, max(256, 2*opts.ReadCount), d.backoff)
+	d.s = newSched(opts.PerEndpoint, 32*opts.PerEndpoint, max(256, 2*opts.ReadCount), d.openFor)
 	return d, nil
 }
 
@@ -226,7 +229,19 @@ func (d *Dispatcher) backoff(n int) time.Duration {
 
 // retryDelay is the wait after the n-th failed attempt: full jitter over backoff(n).
 func (d *Dispatcher) retryDelay(n int) time.Duration {
-	return rand.N(d.backoff(n) + 1)
+	return d.randN(d.backoff(n) + 1)
+}
+
+// openFor is how long an endpoint's circuit stays open after its streak-th
+// consecutive failure: equal jitter over backoff(streak), in [backoff/2,
+// backoff]. Not full jitter like retryDelay: the circuit is what spaces the
+// probes of a failing endpoint, and a near-zero opening would let the next
+// event probe it at once. Jitter keeps the dispatchers sharing a failing
+// endpoint from probing it in step.
+func (d *Dispatcher) openFor(streak int) time.Duration {
+	b := d.backoff(streak)
+	half := b / 2
+	return b - half + d.randN(half+1)
 }
 
 // Run consumes the streams and delivers until ctx is done. Requests in flight
@@ -338,7 +353,7 @@ func (d *Dispatcher) attempt(ctx context.Context, j *job) {
 
 	start := d.now()
 	if j.first.IsZero() {
-		j.first = start
+		j.first = start // the RetryFor horizon starts here, at the first POST
 	}
 	j.rec.URL = j.target.URL
 	err := d.post(ctx, j)
@@ -451,15 +466,13 @@ func (d *Dispatcher) spill(ctx context.Context, js []*job) {
 			dead = append(dead, j)
 			continue
 		}
-		first := j.first
-		if first.IsZero() {
-			first = now
-		}
+		// j.first stays zero for an event never attempted: being held back
+		// does not start its RetryFor horizon, its first attempt will.
 		due := j.due
 		if due.IsZero() {
 			due = now
 		}
-		items = append(items, scheduled{ep: j.ep, rec: j.record(), first: first, due: due})
+		items = append(items, scheduled{ep: j.ep, rec: j.record(), first: j.first, due: due})
 		later = append(later, j)
 	}
 	if len(dead) > 0 {
@@ -660,7 +673,8 @@ func (d *Dispatcher) DeadLetters(ctx context.Context, limit int) ([]DeadLetter, 
 }
 
 // Redeliver moves a dead letter back to its org's current endpoint, due now,
-// with a fresh RetryFor horizon. The event id and body are unchanged.
+// with a fresh RetryFor horizon that starts at its next attempt. The event id
+// and body are unchanged.
 func (d *Dispatcher) Redeliver(ctx context.Context, eventID string) error {
 	s, err := d.rdb.HGet(ctx, d.keys.dead(), eventID).Result()
 	if errors.Is(err, redis.Nil) {
@@ -679,7 +693,7 @@ func (d *Dispatcher) Redeliver(ctx context.Context, eventID string) error {
 	}
 	now := d.now()
 	r.FirstAt, r.DeadAt, r.URL = 0, 0, ep.URL
-	if err := d.schedule(ctx, []scheduled{{ep: endpointID(ep.URL), rec: r, first: now, due: now}}); err != nil {
+	if err := d.schedule(ctx, []scheduled{{ep: endpointID(ep.URL), rec: r, due: now}}); err != nil {
 		return fmt.Errorf("webhook redeliver: %w", err)
 	}
 	_, err = d.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {

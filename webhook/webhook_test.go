@@ -66,6 +66,7 @@ type delivery struct {
 	eventID, signature, contentType string
 	body                            []byte
 	status                          int
+	at                              time.Time // when the request arrived
 }
 
 // sink is a webhook receiver recording every request; status decides the
@@ -96,7 +97,7 @@ func newSink(t testing.TB, secret string) *sink {
 			delay = s.delay(id, try)
 		}
 		s.got = append(s.got, delivery{eventID: id, signature: r.Header.Get("Smsgate-Signature"),
-			contentType: r.Header.Get("Content-Type"), body: body, status: status})
+			contentType: r.Header.Get("Content-Type"), body: body, status: status, at: time.Now()})
 		s.mu.Unlock()
 		if delay > 0 {
 			select {
@@ -722,32 +723,54 @@ func TestRunTwiceAfterStop(t *testing.T) {
 	}
 }
 
+// TestDeadEndpointBacklogExpires: a backlog for an endpoint that never
+// answers 2xx ends as dead letters, while the circuit lets one probe at a time
+// reach the endpoint, spaced by its openings. Events held back behind the
+// circuit longer than RetryFor are still tried and retried for RetryFor from
+// their first POST: the audit saw such events dead-lettered on their first
+// failure (and the sweep dead-lettered others never POSTed), because their
+// horizon started when they were held back.
 func TestDeadEndpointBacklogExpires(t *testing.T) {
 	c, prefix := testRedis(t)
 	stream := bucketStream(prefix, 0)
 	s := newSink(t, "sec")
 	s.set(func(string, int) int { return http.StatusBadGateway })
 	r := &orgs{m: map[string]Endpoint{"acme": {URL: s.srv.URL, Secret: "sec"}}}
-	const n = 60
+	const n = 20
 	for i := range n {
 		addEvent(t, c, stream, fmt.Sprintf("evt_%02d", i), "acme")
 	}
 	opts := fastOptions(c, prefix, r, stream)
-	opts.RetryFor = 400 * time.Millisecond
-	opts.MinBackoff, opts.MaxBackoff = 50*time.Millisecond, 200*time.Millisecond
+	opts.PerEndpoint = 1 // no first burst of POSTs in flight together
+	opts.RetryFor = 300 * time.Millisecond
+	opts.MinBackoff, opts.MaxBackoff = 20*time.Millisecond, 80*time.Millisecond
 	d, _ := start(t, opts)
 	ctx := context.Background()
 
+	var dls []DeadLetter
 	require.Eventually(t, func() bool {
-		dl, err := d.DeadLetters(ctx, 1000)
+		var err error
+		dls, err = d.DeadLetters(ctx, 1000)
 		require.NoError(t, err)
-		return len(dl) == n
-	}, 5*time.Second, 20*time.Millisecond)
+		return len(dls) == n
+	}, 15*time.Second, 20*time.Millisecond)
 	require.Eventually(t, func() bool { return pendingCount(t, c, stream) == 0 && retryCount(t, c, prefix) == 0 },
 		2*time.Second, 10*time.Millisecond)
-	// The circuit kept attempts far below one per event per backoff step.
-	require.Less(t, len(s.deliveries()), 2*n)
+	requireHorizonFromFirstPost(t, dls, s, opts.RetryFor)
 	require.Equal(t, float64(n), counterValue(d.m.deliveries.WithLabelValues("dead")))
+	got := s.deliveries()
+	var lastFirst time.Time
+	for _, at := range s.firstPosts() {
+		if at.After(lastFirst) {
+			lastFirst = at
+		}
+	}
+	require.Greater(t, lastFirst.Sub(got[0].at), opts.RetryFor, "some events must be held back longer than RetryFor")
+	// One probe at a time, each after the circuit's opening, at least half
+	// of MinBackoff.
+	for i := 1; i < len(got); i++ {
+		require.GreaterOrEqual(t, got[i].at.Sub(got[i-1].at), opts.MinBackoff/2, "POST %d of %d", i, len(got))
+	}
 }
 
 func TestStopLetsInFlightFinish(t *testing.T) {
@@ -934,4 +957,165 @@ func TestEmbeddedStoreDelivers(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return len(s.delivered()) == 2 }, 5*time.Second, 10*time.Millisecond)
 	require.Equal(t, want, s.delivered())
+}
+
+// firstPosts returns when the sink first received each event.
+func (s *sink) firstPosts() map[string]time.Time {
+	out := map[string]time.Time{}
+	for _, got := range s.deliveries() {
+		if _, ok := out[got.eventID]; !ok {
+			out[got.eventID] = got.at
+		}
+	}
+	return out
+}
+
+// requireHorizonFromFirstPost checks that every dead letter was POSTed, that
+// its FirstAttemptAt is its first POST, and that it died no earlier than
+// retryFor after that POST (API.md 3: retried until the horizon; OPERATIONS:
+// retry_for counts from the first attempt).
+func requireHorizonFromFirstPost(t *testing.T, dls []DeadLetter, s *sink, retryFor time.Duration) {
+	t.Helper()
+	const slack = 100 * time.Millisecond // from the dispatcher's clock reading to the sink's
+	posts := s.firstPosts()
+	tries := map[string]int{}
+	for _, got := range s.deliveries() {
+		tries[got.eventID]++
+	}
+	for _, dl := range dls {
+		first, ok := posts[dl.EventID]
+		require.True(t, ok, "%s was dead-lettered without ever being POSTed", dl.EventID)
+		require.WithinDuration(t, first, dl.FirstAttemptAt, slack, "%s: FirstAttemptAt is not its first POST", dl.EventID)
+		require.GreaterOrEqual(t, dl.DeadAt.Sub(first), retryFor-slack,
+			"%s died %v after its first POST (%d attempts), before retry_for %v", dl.EventID, dl.DeadAt.Sub(first), dl.Attempts, retryFor)
+		require.Equal(t, tries[dl.EventID], dl.Attempts, dl.EventID)
+	}
+}
+
+// TestHorizonAcrossRestart: the first-attempt time is in Redis only once an
+// event was POSTed. After a restart, an event attempted before it keeps its
+// horizon (it is dead-lettered RetryFor after that POST, not later), while
+// events held back and never attempted, including one stored by an older
+// version with the time it was held back as its first attempt, are tried and
+// retried for RetryFor from their first POST.
+func TestHorizonAcrossRestart(t *testing.T) {
+	c, prefix := testRedis(t)
+	stream := bucketStream(prefix, 0)
+	s := newSink(t, "sec")
+	s.set(func(string, int) int { return http.StatusInternalServerError })
+	r := &orgs{m: map[string]Endpoint{"acme": {URL: s.srv.URL, Secret: "sec"}}}
+	ep := endpointID(s.srv.URL)
+	ctx := context.Background()
+	const n = 4
+	for i := range n {
+		addEvent(t, c, stream, fmt.Sprintf("evt_%d", i), "acme")
+	}
+
+	// The first run POSTs one event; its failure opens the circuit for
+	// 0.5-1s and the others are held back in the retry set, unattempted.
+	opts := fastOptions(c, prefix, r, stream)
+	opts.PerEndpoint = 1
+	opts.RetryFor = 600 * time.Millisecond
+	opts.MinBackoff, opts.MaxBackoff = time.Second, time.Second
+	d1, stop := start(t, opts)
+	require.Eventually(t, func() bool {
+		return len(s.deliveries()) >= 1 && retryCount(t, c, prefix) == n && pendingCount(t, c, stream) == 0
+	}, 5*time.Second, 5*time.Millisecond)
+	stop()
+	tried := s.firstPosts()
+	require.NotEmpty(t, tried)
+	stored, err := c.ZRangeWithScores(ctx, d1.keys.first(ep), 0, -1).Result()
+	require.NoError(t, err)
+	require.Len(t, stored, len(tried), "a first attempt is stored for the events POSTed, and only for them")
+	for _, z := range stored {
+		at, ok := tried[z.Member.(string)]
+		require.True(t, ok, "first attempt stored for %v, never POSTed", z.Member)
+		require.WithinDuration(t, at, time.UnixMilli(int64(z.Score)), 100*time.Millisecond)
+	}
+	// An event as versions before this one left it when they held it back:
+	// no attempt, and the time it was held back (long ago) stored as its first.
+	require.NoError(t, d1.schedule(ctx, []scheduled{{ep: ep,
+		rec:   record{ID: "evt_legacy", Type: "message.status", Org: "acme", Body: expectedBody("evt_legacy")},
+		first: time.Now().Add(-time.Hour), due: time.Now()}}))
+
+	// Restart once the events POSTed are past their horizon.
+	var last time.Time
+	for _, at := range tried {
+		if at.After(last) {
+			last = at
+		}
+	}
+	time.Sleep(time.Until(last.Add(opts.RetryFor)))
+	opts.Consumer, opts.Registerer = "c2", prometheus.NewRegistry()
+	opts.MinBackoff, opts.MaxBackoff = 20*time.Millisecond, 80*time.Millisecond
+	d2, _ := start(t, opts)
+
+	var dls []DeadLetter
+	require.Eventually(t, func() bool {
+		var err error
+		dls, err = d2.DeadLetters(ctx, 1000)
+		require.NoError(t, err)
+		return len(dls) == n+1
+	}, 10*time.Second, 20*time.Millisecond)
+	requireHorizonFromFirstPost(t, dls, s, opts.RetryFor)
+	for _, dl := range dls {
+		if at, ok := tried[dl.EventID]; ok {
+			require.WithinDuration(t, at, dl.FirstAttemptAt, 100*time.Millisecond, "the horizon survives the restart")
+		}
+	}
+	require.Eventually(t, func() bool { return retryCount(t, c, prefix) == 0 }, 2*time.Second, 10*time.Millisecond)
+}
+
+// TestSweepSparesUntried: the sweep dead-letters an event whose first attempt
+// is older than RetryFor, but not an event never attempted for which an older
+// version stored the time it held the event back as its first attempt: that
+// time is dropped and the event is due at once, to be tried.
+func TestSweepSparesUntried(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		attempts int
+		dead     bool
+	}{
+		{"attempted", 1, true},
+		{"never attempted", 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, prefix := testRedis(t)
+			ep := endpointID("http://127.0.0.1:9/events")
+			d, err := New(fastOptions(c, prefix, &orgs{}, bucketStream(prefix, 0)))
+			require.NoError(t, err)
+			ctx := context.Background()
+			now := time.Now()
+			rec := record{ID: "evt_old", Type: "message.status", Org: "acme", Body: expectedBody("evt_old"), Attempts: tc.attempts}
+			if tc.attempts > 0 {
+				rec.LastError = "webhook post: http status 500"
+			}
+			require.NoError(t, d.schedule(ctx, []scheduled{{ep: ep, rec: rec, first: now.Add(-time.Hour), due: now.Add(-time.Second)}}))
+
+			d.sweepOnce(ctx)
+
+			dls, err := d.DeadLetters(ctx, 10)
+			require.NoError(t, err)
+			_, firstErr := c.ZScore(ctx, d.keys.first(ep), rec.ID).Result()
+			due, dueErr := c.ZScore(ctx, d.keys.due(ep), rec.ID).Result()
+			if tc.dead {
+				require.Len(t, dls, 1)
+				require.Equal(t, rec.ID, dls[0].EventID)
+				require.Equal(t, rec.LastError, dls[0].LastError)
+				require.Equal(t, 0, retryCount(t, c, prefix))
+				return
+			}
+			require.Empty(t, dls)
+			require.ErrorIs(t, firstErr, redis.Nil, "the stored first time is dropped")
+			require.NoError(t, dueErr)
+			require.LessOrEqual(t, int64(due), ms(time.Now()), "due at once, not leased")
+			idx, err := c.ZScore(ctx, d.keys.index(), ep).Result()
+			require.NoError(t, err)
+			require.LessOrEqual(t, int64(idx), int64(due), "the poller finds it")
+			got, _, err := d.claim(ctx, ep, 10, time.Now(), false)
+			require.NoError(t, err)
+			require.Len(t, got, 1)
+			require.True(t, got[0].first.IsZero(), "no first attempt yet")
+		})
+	}
 }
