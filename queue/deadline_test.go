@@ -77,3 +77,24 @@ func TestEnqueueDeadline(t *testing.T) {
 		require.NoError(t, err)
 	})
 }
+
+func TestNoteRedisTime(t *testing.T) {
+	q := &Queue{}
+	sent := time.UnixMicro(1_000_000_000)
+	for _, tc := range []struct {
+		name       string
+		redisNow   int64
+		rtt        time.Duration
+		wantOffset int64
+		wantKnown  bool
+	}{
+		{"slow round trip: not learnt", 1_000_500_000, 200 * time.Millisecond, 0, false},
+		{"fast: half the round trip each way", 1_000_500_000, 10 * time.Millisecond, 495_000, true},
+		{"slow again: the estimate stays", 2_000_000_000, time.Second, 495_000, true},
+		{"Redis behind this host", 999_000_000, 2 * time.Millisecond, -1_001_000, true},
+	} {
+		q.noteRedisTime(tc.redisNow, sent, tc.rtt)
+		require.Equal(t, tc.wantOffset, q.offset.Load(), tc.name)
+		require.Equal(t, tc.wantKnown, q.offsetKnown.Load(), tc.name)
+	}
+}

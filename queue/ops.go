@@ -255,11 +255,19 @@ func (q *Queue) nowRedis() int64 { return time.Now().UnixMicro() + q.offset.Load
 
 // noteRedisTime updates the estimate of Redis's clock from a reply carrying
 // Redis's time redisNow (µs), sent at sent with round trip rtt (half of it
-// assumed each way).
+// assumed each way). A slow round trip (a wait for a connection, a stall)
+// says too little about when Redis read the time, so it is not used.
 func (q *Queue) noteRedisTime(redisNow int64, sent time.Time, rtt time.Duration) {
+	if rtt > maxClockRTT {
+		return
+	}
 	q.offset.Store(redisNow - sent.Add(rtt/2).UnixMicro())
 	q.offsetKnown.Store(true)
 }
+
+// maxClockRTT is the slowest round trip noteRedisTime learns from: the
+// estimate is then within 50 ms, well inside enqueueGrace.
+const maxClockRTT = 100 * time.Millisecond
 
 // plan picks the buckets to claim from and how many senders to ask each
 // for (at most max in all): first each due bucket's known due count, in turn
