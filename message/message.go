@@ -96,6 +96,10 @@ type StatusData struct {
 	CarrierMessageID  string `json:"carrier_message_id"`
 	Error             *Error `json:"error,omitempty"`
 	PossibleDuplicate bool   `json:"possible_duplicate,omitempty"`
+	// Kind is set for a message the daemon sent on its own, which the app
+	// never submitted: "notice" (sender identification) or "reply" (keyword
+	// confirmation or help text). Absent for the app's own messages.
+	Kind Kind `json:"kind,omitempty"`
 }
 
 // ReceivedData is the data of a message.received event.

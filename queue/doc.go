@@ -34,7 +34,8 @@
 //	                              status change: "status|µs|<len of code>|<code><message>"; records
 //	                              written by older versions have hist, JSON lines, parsed first),
 //	                              cids (JSON array), ncid, ev (event filter: first letters of
-//	                              the statuses emitted; absent: all),
+//	                              the statuses emitted; absent: all), k (kind of a message the
+//	                              daemon sent on its own: notice, reply; absent: the app's),
 //	                              r<seg> (receipt state per segment), dlv (delivered segments);
 //	                              expires Retention after it was sent or finished
 //	base+"idem:"+org+":"+key HASH h (request hash), r (response); TTL IdempotencyTTL

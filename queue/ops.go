@@ -94,7 +94,11 @@ func (q *Queue) Enqueue(ctx context.Context, r EnqueueRequest) (EnqueueResult, e
 	args := []any{r.Msg.From, r.Msg.To, r.Msg.OrgID, r.IdempotencyKey, r.RequestHash, r.Response,
 		r.MaxDepth, interval, boolArg(r.CheckOptOut), q.opts.IdempotencyTTL.Milliseconds()}
 	args = append(append(args, msgArgs...), noticeArgs...)
-	args = append(args, ev)
+	var kind string // field k of a message the daemon sends on its own
+	if r.Msg.Kind != "" && r.Msg.Kind != message.KindUser {
+		kind = string(r.Msg.Kind)
+	}
+	args = append(args, ev, kind)
 	res, err := q.enqueue(ctx, b, args, r.Deadline)
 	if err != nil {
 		return EnqueueResult{}, fmt.Errorf("queue: enqueue: %w", err)

@@ -30,7 +30,7 @@ for _, from in ipairs(senders) do
       break
     end
     local mkey = base .. 'm:' .. id
-    local f = redis.call('HMGET', mkey, 'st', 'exp', 'segs', 'body', 'dup', 'org', 'ref', 'ev', 'xi')
+    local f = redis.call('HMGET', mkey, 'st', 'exp', 'segs', 'body', 'dup', 'org', 'ref', 'ev', 'xi', 'k')
     if f[9] then
       -- Out of the expiry index: a message out of the list is leased or
       -- final (see enqueue).
@@ -41,13 +41,13 @@ for _, from in ipairs(senders) do
       dropped = dropped + 1 -- vanished or already final: not claimable
       if dq > 0 then dq = dq - 1 end
     elseif tonumber(f[2]) > 0 and tonumber(f[2]) <= now then
-      expire(mkey, id, {org = f[6], ref = f[7], dup = f[5], ev = f[8]}, now)
+      expire(mkey, id, {org = f[6], ref = f[7], dup = f[5], ev = f[8], k = f[10]}, now)
       expired = expired + 1
       dropped = dropped + 1
     elseif optouts and opted_out(f[4]) then
       -- The recipient texted STOP after this message was accepted: it is not
       -- sent (keyword replies, which confirm the opt-out, still are).
-      finish(mkey, id, {org = f[6], ref = f[7], dup = f[5], ev = f[8]}, 'failed', now,
+      finish(mkey, id, {org = f[6], ref = f[7], dup = f[5], ev = f[8], k = f[10]}, 'failed', now,
         'recipient_opted_out', 'the recipient opted out (replied STOP) after the message was accepted, so it was not sent', '')
       dropped = dropped + 1
     else

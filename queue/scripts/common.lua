@@ -64,6 +64,9 @@ local function finish(mkey, id, m, status, now, code, msg, cid, extra)
     if m.dup == '1' then
       d.possible_duplicate = true
     end
+    if m.k then
+      d.kind = m.k -- a message the daemon sent on its own (notice, reply)
+    end
     emit('message.status', m.org or '', cjson.encode(d))
   end
   redis.call('PEXPIRE', mkey, retention)
@@ -103,18 +106,18 @@ local function resched(from, now, force, nf, nx, nonempty)
   return -1, 0
 end
 
--- lease_check returns the message's fields {from, org, ref, dup, ev} when id
+-- lease_check returns the message's fields {from, org, ref, dup, ev, k} when id
 -- is in flight with this attempt, else nil. take also ends the lease (removes
 -- id from inflight), so the caller must then release the sender's slot.
 local function lease_check(mkey, id, attempt, take)
-  local f = redis.call('HMGET', mkey, 'att', 'from', 'org', 'ref', 'dup', 'ev')
+  local f = redis.call('HMGET', mkey, 'att', 'from', 'org', 'ref', 'dup', 'ev', 'k')
   if not f[1] or tonumber(f[1]) ~= tonumber(attempt) or not f[2] then return nil end
   if take then
     if redis.call('ZREM', base .. 'inflight', id) == 0 then return nil end
   elseif not redis.call('ZSCORE', base .. 'inflight', id) then
     return nil
   end
-  return {from = f[2], org = f[3], ref = f[4], dup = f[5], ev = f[6]}
+  return {from = f[2], org = f[3], ref = f[4], dup = f[5], ev = f[6], k = f[7]}
 end
 
 -- release ends the lease of message id; returns the sender's in-flight

@@ -4,7 +4,8 @@
 -- [16..20] message: id, body, expires us (0 none), segments, client_ref,
 -- [21..25] notice: same ("" id: no notice),
 -- [26] event filter of both (field ev, see finish; "": every status),
--- [27] deadline (µs, Redis's clock; 0 none)
+-- [27] the message's kind when it is not a user message (field k; the
+-- notice's is "notice"), [28] deadline (µs, Redis's clock; 0 none)
 -- Returns {'ok', notice queued 0|1, sender's ready score (µs) or -1,
 -- 1 when the sender was added to ready, Redis's time (µs)}, or {'replay',
 -- response}, {'conflict'}, {'optout'}, {'full'}, {'late', Redis's time}.
@@ -13,7 +14,7 @@ local from, to, org = ARGV[6], ARGV[7], ARGV[8]
 -- has answered (or will) that nothing was accepted. (Redis stalled, or the
 -- client gave up and the command ran from a closed connection's buffer.)
 local now = now_us()
-local deadline = tonumber(ARGV[27] or 0)
+local deadline = tonumber(ARGV[28] or 0)
 if deadline > 0 and now > deadline then
   return {'late', now}
 end
@@ -69,6 +70,12 @@ local function store(i)
   if ev ~= '' then
     args[#args + 1] = 'ev'
     args[#args + 1] = ev
+  end
+  local kind = ARGV[27] or ''
+  if i == 21 then kind = 'notice' end
+  if kind ~= '' then
+    args[#args + 1] = 'k'
+    args[#args + 1] = kind
   end
   -- Claim notices an expired message when it reaches the head: in time when
   -- nothing ahead of it expires later. A message that expires before one

@@ -16,13 +16,13 @@ for _, from in ipairs(senders) do
     local id = redis.call('LINDEX', qkey, 0)
     if not id then done = true break end
     local mkey = base .. 'm:' .. id
-    local f = redis.call('HMGET', mkey, 'st', 'exp', 'org', 'ref', 'dup', 'ev', 'xi')
+    local f = redis.call('HMGET', mkey, 'st', 'exp', 'org', 'ref', 'dup', 'ev', 'xi', 'k')
     local exp = tonumber(f[2]) or 0
     if f[1] == 'queued' and not (exp > 0 and exp <= now) then done = true break end
     redis.call('LPOP', qkey)
     if f[7] then redis.call('ZREM', base .. 'xq', id) end
     if f[1] == 'queued' then
-      expire(mkey, id, {org = f[3], ref = f[4], dup = f[5], ev = f[6]}, now)
+      expire(mkey, id, {org = f[3], ref = f[4], dup = f[5], ev = f[6], k = f[8]}, now)
       expired = expired + 1
     else -- vanished or already final: not claimable, dropped as claim does
       dead = dead + 1

@@ -27,13 +27,13 @@ local xids = redis.call('ZRANGEBYSCORE', base .. 'xq', '-inf', n2s(now), 'LIMIT'
 for _, id in ipairs(xids) do
   redis.call('ZREM', base .. 'xq', id)
   local mkey = base .. 'm:' .. id
-  local f = redis.call('HMGET', mkey, 'st', 'exp', 'org', 'ref', 'dup', 'ev', 'from')
+  local f = redis.call('HMGET', mkey, 'st', 'exp', 'org', 'ref', 'dup', 'ev', 'from', 'k')
   local exp = tonumber(f[2]) or 0
   if f[1] == 'queued' and exp > 0 and exp <= now
       and not redis.call('ZSCORE', base .. 'inflight', id) then
     redis.call('HDEL', mkey, 'xi')
     redis.call('HINCRBY', base .. 's:' .. f[7], 'dq', 1)
-    expire(mkey, id, {org = f[3], ref = f[4], dup = f[5], ev = f[6]}, now)
+    expire(mkey, id, {org = f[3], ref = f[4], dup = f[5], ev = f[6], k = f[8]}, now)
     expired = expired + 1
   end
 end

@@ -7,11 +7,11 @@
 -- so the caller holds it for the held sweep instead.
 local id = ARGV[6]
 local mkey = base .. 'm:' .. id
-local f = redis.call('HMGET', mkey, 'st', 'ncid', 'org', 'ref', 'dup', 'ev')
+local f = redis.call('HMGET', mkey, 'st', 'ncid', 'org', 'ref', 'dup', 'ev', 'k')
 local st = f[1]
 if not st then return {-1, ''} end
 if st == 'queued' then return {-2, st} end
-local m = {org = f[3], ref = f[4], dup = f[5], ev = f[6]}
+local m = {org = f[3], ref = f[4], dup = f[5], ev = f[6], k = f[7]}
 local field = 'r' .. ARGV[7]
 if redis.call('HSETNX', mkey, field, ARGV[8]) == 0 then return {0, st} end
 if st ~= 'sent' then return {1, st} end
