@@ -282,7 +282,7 @@ func (s *bodyScan) object(fields []string, list string) *Error {
 		}
 		s.ws()
 		if fields != nil && s.elem < 0 && fields[s.top] == "media" && s.i < len(s.b) && s.b[s.i] == '[' {
-			e = s.media()
+			e = s.array(true)
 		} else {
 			e = s.value()
 		}
@@ -347,48 +347,6 @@ func (s *bodyScan) nameError(fields []string, list, name string, k int) *Error {
 	return invalid(field, msg)
 }
 
-// media scans the array at s.i, the value of the request's "media".
-func (s *bodyScan) media() *Error {
-	if s.depth++; s.depth > maxDepth {
-		return errSyntax
-	}
-	s.i++ // '['
-	s.ws()
-	if s.i < len(s.b) && s.b[s.i] == ']' {
-		s.i++
-		s.depth--
-		return nil
-	}
-	for n := 0; ; n++ {
-		s.elem = n
-		var e *Error
-		if s.i < len(s.b) && s.b[s.i] == '{' {
-			e = s.object(mediaFields[:], mediaFieldList)
-		} else {
-			e = s.value()
-		}
-		if e != nil {
-			return e
-		}
-		s.elem = -1
-		s.ws()
-		if s.i == len(s.b) {
-			return errSyntax
-		}
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-			s.ws()
-		case ']':
-			s.i++
-			s.depth--
-			return nil
-		default:
-			return errSyntax
-		}
-	}
-}
-
 // value scans any JSON value at s.i (white space already skipped).
 func (s *bodyScan) value() *Error {
 	if s.i == len(s.b) {
@@ -398,7 +356,7 @@ func (s *bodyScan) value() *Error {
 	case c == '{':
 		return s.object(nil, "")
 	case c == '[':
-		return s.array()
+		return s.array(false)
 	case c == '"':
 		_, e := s.str()
 		return e
@@ -414,7 +372,9 @@ func (s *bodyScan) value() *Error {
 	return errSyntax
 }
 
-func (s *bodyScan) array() *Error {
+// array scans the array at s.i: any array, or with media the value of the
+// request's "media", whose elements are media entries (s.elem says which).
+func (s *bodyScan) array(media bool) *Error {
 	if s.depth++; s.depth > maxDepth {
 		return errSyntax
 	}
@@ -425,9 +385,23 @@ func (s *bodyScan) array() *Error {
 		s.depth--
 		return nil
 	}
-	for {
-		if e := s.value(); e != nil {
+	for n := 0; ; n++ {
+		var e *Error
+		if media {
+			s.elem = n
+			if s.i < len(s.b) && s.b[s.i] == '{' {
+				e = s.object(mediaFields[:], mediaFieldList)
+			} else {
+				e = s.value()
+			}
+		} else {
+			e = s.value()
+		}
+		if e != nil {
 			return e
+		}
+		if media {
+			s.elem = -1
 		}
 		s.ws()
 		if s.i == len(s.b) {
