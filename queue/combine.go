@@ -127,13 +127,15 @@ func (q *Queue) execEnqueues(ctx context.Context, batch []*enqueueCall) {
 	sent := time.Now()
 	_, _ = pipe.Exec(ctx)
 	rtt := time.Since(sent)
+	clock := false
 	for i, c := range send {
 		c.res, c.err = calls[i].result(ctx, q).Slice()
-		if c.err == nil && len(c.res) > 0 {
-			// "ok" and "late" replies end with Redis's time: keep this host's
-			// estimate of Redis's clock current.
-			if t, ok := c.res[len(c.res)-1].(int64); ok && (c.res[0] == "ok" || c.res[0] == "late") {
+		if !clock && c.err == nil && len(c.res) > 0 && (c.res[0] == "ok" || c.res[0] == "late") {
+			// These replies end with Redis's time: the first keeps this
+			// host's estimate of Redis's clock current.
+			if t, ok := c.res[len(c.res)-1].(int64); ok {
 				q.noteRedisTime(t, sent, rtt)
+				clock = true
 			}
 		}
 		c.wake <- false
