@@ -66,6 +66,16 @@ type state struct {
 	rules *compliance.Rules
 }
 
+// idFormat is how carrier writes its message ids (auto when unknown).
+func (s *state) idFormat(carrier string) smpp.IDFormat {
+	for _, c := range s.cfg.Carriers {
+		if c.Name == carrier {
+			return smpp.IDFormat(c.MessageIDFormat)
+		}
+	}
+	return smpp.IDFormatAuto
+}
+
 // App is a running daemon.
 type App struct {
 	opts     Options

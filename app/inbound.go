@@ -71,7 +71,7 @@ func receiptStatus(stat string) (message.Status, bool) {
 	switch strings.ToUpper(stat) {
 	case "DELIVRD", "DELIVERED":
 		return message.StatusDelivered, true
-	case "UNDELIV", "UNDELIVERABLE", "REJECTD", "REJECTED", "EXPIRED", "DELETED", "UNKNOWN":
+	case "UNDELIV", "UNDELIVERABLE", "REJECTD", "REJECTED", "EXPIRED", "DELETED", "UNKNOWN", "FAILED":
 		return message.StatusUndelivered, true
 	}
 	return "", false
@@ -81,7 +81,7 @@ func receiptStatus(stat string) (message.Status, bool) {
 // comes from the carrier's text and could be anything.
 func receiptStateLabel(stat string) string {
 	switch s := strings.ToUpper(stat); s {
-	case "DELIVRD", "UNDELIV", "REJECTD", "EXPIRED", "DELETED", "UNKNOWN", "ACCEPTD", "ENROUTE":
+	case "DELIVRD", "UNDELIV", "REJECTD", "EXPIRED", "DELETED", "UNKNOWN", "ACCEPTD", "ENROUTE", "FAILED":
 		return s
 	}
 	return "other"
@@ -158,14 +158,20 @@ func (h *inbound) HandleReceipts(ctx context.Context, rs []smpp.Receipt) []error
 func (h *inbound) queueReceipt(r smpp.Receipt) (qr queue.Receipt, final bool) {
 	status, final := receiptStatus(r.State)
 	if !final {
-		h.count(h.metrics.receipts, receiptStateLabel(r.State), "ignored")
+		label := receiptStateLabel(r.State)
+		if label == "other" {
+			h.log.Warn("receipt with a state smsgate does not know; its message keeps its status", "state", r.State, "carrier", r.Carrier)
+		}
+		h.count(h.metrics.receipts, label, "ignored")
 		return queue.Receipt{}, false
 	}
 	var rerr *message.Error
 	if status == message.StatusUndelivered {
 		rerr = receiptError(strings.ToUpper(r.State), r.Err)
 	}
-	return queue.Receipt{CarrierID: r.CarrierMessageID, State: status, Err: rerr}, true
+	// In the base of the carrier's submit_sm_resp ids, which its acks indexed.
+	cid := h.app.state.Load().idFormat(r.Carrier).ReceiptID(r.CarrierMessageID)
+	return queue.Receipt{CarrierID: cid, State: status, Err: rerr}, true
 }
 
 // applied counts what applying a receipt did and returns the error the

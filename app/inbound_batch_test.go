@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/smsgate/smsgate/config"
 	"github.com/smsgate/smsgate/message"
 	"github.com/smsgate/smsgate/queue"
 	"github.com/smsgate/smsgate/smpp"
@@ -28,7 +29,7 @@ func receiptHandler(t *testing.T) (*inbound, *queue.Queue, *redis.Client, string
 	q, err := queue.New(queue.Options{Client: rdb, Prefix: prefix, NormalizeID: smpp.NormalizeID})
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
-	return &inbound{app: &App{queue: q}, log: slog.New(slog.DiscardHandler), metrics: newInboundMetrics(reg)}, q, rdb, prefix, reg
+	return &inbound{app: queueApp(q), log: slog.New(slog.DiscardHandler), metrics: newInboundMetrics(reg)}, q, rdb, prefix, reg
 }
 
 // batchReceiptCounts reads smsgate_inbound_receipts_total as
@@ -113,7 +114,7 @@ func TestHandleReceiptsStorageDown(t *testing.T) {
 	q, err := queue.New(queue.Options{Client: rdb, Prefix: "test:down:", NormalizeID: smpp.NormalizeID})
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
-	h := &inbound{app: &App{queue: q}, log: slog.New(slog.DiscardHandler), metrics: newInboundMetrics(reg)}
+	h := &inbound{app: queueApp(q), log: slog.New(slog.DiscardHandler), metrics: newInboundMetrics(reg)}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	errs := h.HandleReceipts(ctx, []smpp.Receipt{
@@ -126,4 +127,12 @@ func TestHandleReceiptsStorageDown(t *testing.T) {
 	require.NoError(t, errs[1])
 	require.ErrorContains(t, errs[2], "apply receipt")
 	require.Equal(t, map[string]float64{"error/DELIVRD": 1, "ignored/ENROUTE": 1, "error/EXPIRED": 1}, batchReceiptCounts(t, reg))
+}
+
+// queueApp is an App with only a queue and an empty configuration, for the
+// inbound handler's tests.
+func queueApp(q *queue.Queue) *App {
+	a := &App{queue: q}
+	a.state.Store(&state{cfg: &config.Config{}})
+	return a
 }

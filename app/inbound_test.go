@@ -758,6 +758,7 @@ func TestReceiptMapping(t *testing.T) {
 		{"UNDELIV", "UNDELIV", message.StatusUndelivered, true},
 		{"REJECTD", "REJECTD", message.StatusUndelivered, true},
 		{"EXPIRED", "EXPIRED", message.StatusUndelivered, true},
+		{"FAILED", "FAILED", message.StatusUndelivered, true},
 		{"ACCEPTD", "ACCEPTD", "", false},
 		{"ENROUTE", "ENROUTE", "", false},
 		{"WHATEVER-7", "other", "", false},
@@ -818,7 +819,7 @@ func BenchmarkReceipts(b *testing.B) {
 	}
 	q, err := queue.New(queue.Options{Client: rdb, Prefix: testharness.RedisPrefix(b), NormalizeID: smpp.NormalizeID})
 	require.NoError(b, err)
-	h := &inbound{app: &App{queue: q}, log: slog.New(slog.DiscardHandler), metrics: newInboundMetrics(prometheus.NewRegistry())}
+	h := &inbound{app: queueApp(q), log: slog.New(slog.DiscardHandler), metrics: newInboundMetrics(prometheus.NewRegistry())}
 
 	// b.N sent messages from 100 senders, with carrier ids.
 	cids := make([]string, 0, b.N)
@@ -866,5 +867,29 @@ func BenchmarkReceipts(b *testing.B) {
 		rec, err := q.Get(ctx, id)
 		require.NoError(b, err)
 		require.Equal(b, message.StatusDelivered, rec.Status)
+	}
+}
+
+// A receipt's carrier id is rewritten into the base of the carrier's
+// submit_sm_resp ids when its message_id_format says they differ, so it
+// finds the message its ack indexed; other carriers' ids pass unchanged.
+func TestReceiptCarrierIDFormat(t *testing.T) {
+	a := &App{}
+	a.state.Store(&state{cfg: &config.Config{Carriers: []config.Carrier{
+		{Name: "mixed", MessageIDFormat: "resp_hex_receipt_decimal"},
+		{Name: "reverse", MessageIDFormat: "resp_decimal_receipt_hex"},
+		{Name: "plain", MessageIDFormat: "auto"},
+	}}})
+	h := &inbound{app: a, log: slog.New(slog.DiscardHandler), metrics: newInboundMetrics(prometheus.NewRegistry())}
+	for _, tc := range []struct{ carrier, id, want string }{
+		{"mixed", "1193046", "123456"},
+		{"reverse", "3039", "12345"},
+		{"plain", "1193046", "1193046"},
+		{"removed-since", "1193046", "1193046"},
+	} {
+		qr, final := h.queueReceipt(smpp.Receipt{CarrierMessageID: tc.id, State: "DELIVRD", Carrier: tc.carrier})
+		require.True(t, final)
+		require.Equal(t, tc.want, qr.CarrierID, tc.carrier)
+		require.Equal(t, smpp.NormalizeID(tc.want), smpp.NormalizeID(qr.CarrierID))
 	}
 }

@@ -27,6 +27,7 @@ var badFixtures = map[string][]string{
 	"bad_e164":                 {`org[0].number[0].e164: "15550001111" is not an E.164 number (+ then 8 to 15 digits, the first not 0)`},
 	"bad_kind":                 {`org[0].number[0].kind: must be one of long_code, toll_free, short_code (got "longcode")`},
 	"bad_long_messages":        {`carrier[0].long_messages: must be one of udh, sar, payload (got "split")`},
+	"bad_message_id_format":    {`carrier[0].message_id_format: must be one of auto, resp_hex_receipt_decimal, resp_decimal_receipt_hex (got "0x01")`},
 	"bad_mode":                 {`carrier[0].bind[0].mode: must be one of transceiver, transmitter+receiver (got "transmitter")`},
 	"buckets_range":            {`queue.buckets: must be between 1 and 16384, got 20000`},
 	"duplicate_api_key":        {`org[1].api_key_sha256[0]: the same key hash is already at org[0].api_key_sha256[0] (a key belongs to one org)`},
@@ -162,7 +163,7 @@ func TestMinimalDefaults(t *testing.T) {
 	require.Equal(t, Shutdown{Grace: 30 * time.Second}, cfg.Shutdown)
 	require.Equal(t, Simulator{Listen: "127.0.0.1:2775", SystemID: "smsgate", Password: "secret", ReceiptDelay: time.Second}, cfg.Simulator)
 
-	require.Equal(t, []Carrier{{Name: "sim", LongMessages: "udh", Binds: []Bind{{
+	require.Equal(t, []Carrier{{Name: "sim", LongMessages: "udh", MessageIDFormat: "auto", Binds: []Bind{{
 		Name: "sim-0", Host: "127.0.0.1", Port: 2775, SystemID: "smsgate", Password: "secret",
 		Mode: "transceiver", Window: 10, EnquireLink: 30 * time.Second, ResponseTimeout: 10 * time.Second,
 		BindTimeout: 10 * time.Second, ReconnectMin: time.Second, ReconnectMax: 60 * time.Second,

@@ -65,6 +65,7 @@ func (c *Config) applyDefaults(defined func(path string) bool) {
 		ca := &c.Carriers[i]
 		cp := fmt.Sprintf("carrier[%d]", i)
 		def(d, cp+".long_messages", &ca.LongMessages, "udh")
+		def(d, cp+".message_id_format", &ca.MessageIDFormat, "auto")
 		for j := range ca.Binds {
 			b := &ca.Binds[j]
 			bp := fmt.Sprintf("%s.bind[%d]", cp, j)

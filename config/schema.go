@@ -131,7 +131,18 @@ type Carrier struct {
 	Name         string `toml:"name"`
 	LongMessages string `toml:"long_messages"` // udh | sar | payload; default udh
 	GSM7Packed   bool   `toml:"gsm7_packed"`   // GSM-7 packed on the wire (default unpacked, one septet per octet)
-	Binds        []Bind `toml:"bind"`
+	// MessageIDFormat says how the carrier writes a message id in
+	// submit_sm_resp and in receipts: one of MessageIDFormats; default auto.
+	MessageIDFormat string `toml:"message_id_format"`
+	Binds           []Bind `toml:"bind"`
+}
+
+// MessageIDFormats are the values of [[carrier]] message_id_format (the
+// formats of smpp.IDFormat): auto (one base on both sides, or hex ids that
+// carry a letter), or a carrier that writes ids in hex in submit_sm_resp and
+// in decimal in receipts, or the reverse.
+func MessageIDFormats() []string {
+	return []string{"auto", "resp_hex_receipt_decimal", "resp_decimal_receipt_hex"}
 }
 
 // Bind is one SMPP session to a carrier.

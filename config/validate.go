@@ -284,6 +284,7 @@ func (c *Config) validateCarriers(v *validator) map[string]bool {
 			}
 		}
 		v.oneOf(cp+".long_messages", ca.LongMessages, "udh", "sar", "payload")
+		v.oneOf(cp+".message_id_format", ca.MessageIDFormat, MessageIDFormats()...)
 		if len(ca.Binds) == 0 {
 			v.add(cp+".bind", "at least one [[carrier.bind]] is required")
 		}

@@ -80,3 +80,43 @@ func formatHex(n uint64) string {
 	}
 	return string(buf[i:])
 }
+
+// IDFormat says how a carrier writes one message id in submit_sm_resp and in
+// its receipts, as Kannel's msg-id-type does. IDFormatAuto suits carriers
+// that use one base on both sides, and those whose hex ids carry a letter;
+// a carrier that writes an id in hex on one side and in decimal on the other
+// needs its mixed format named, since a hex id made only of digits cannot
+// be told from a decimal one (NormalizeID reads it as decimal).
+type IDFormat string
+
+// The carrier id formats ([[carrier]] message_id_format).
+const (
+	IDFormatAuto                  IDFormat = "auto"
+	IDFormatRespHexReceiptDecimal IDFormat = "resp_hex_receipt_decimal"
+	IDFormatRespDecimalReceiptHex IDFormat = "resp_decimal_receipt_hex"
+)
+
+// ReceiptID rewrites a receipt's carrier id into the base the carrier uses
+// in submit_sm_resp, so both sides are the same string and compare equal
+// through NormalizeID whatever digits they hold. IDFormatAuto (or "") and
+// an id that is not a number in the receipt's base are returned unchanged.
+func (f IDFormat) ReceiptID(id string) string {
+	var from, to int
+	switch f {
+	case IDFormatRespHexReceiptDecimal:
+		from, to = 10, 16
+	case IDFormatRespDecimalReceiptHex:
+		from, to = 16, 10
+	default:
+		return id
+	}
+	s := strings.ToLower(strings.TrimSpace(strings.TrimRight(id, "\x00")))
+	var n big.Int
+	if s == "" || strings.HasPrefix(s, "+") || strings.HasPrefix(s, "-") {
+		return id
+	}
+	if _, ok := n.SetString(s, from); !ok {
+		return id
+	}
+	return n.Text(to)
+}

@@ -1,10 +1,13 @@
 package smpp
 
 import (
+	"math/big"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/smsgate/smsgate/config"
 )
 
 func TestNormalizeID(t *testing.T) {
@@ -47,6 +50,15 @@ func FuzzNormalizeID(f *testing.F) {
 		if NormalizeID(strings.ToUpper(s)) != NormalizeID(s) && strings.ToUpper(s) == asciiUpper(s) {
 			t.Fatalf("case sensitive: %q", s)
 		}
+		// A receipt id rewritten into the other base and back is the same
+		// number.
+		if h := IDFormatRespHexReceiptDecimal.ReceiptID(s); h != s {
+			var n big.Int
+			n.SetString(strings.TrimSpace(strings.TrimRight(s, "\x00")), 10)
+			if back := IDFormatRespDecimalReceiptHex.ReceiptID(h); back != n.Text(10) {
+				t.Fatalf("%q -> %q -> %q, want %q", s, h, back, n.Text(10))
+			}
+		}
 	})
 }
 
@@ -58,4 +70,45 @@ func asciiUpper(s string) string {
 		}
 	}
 	return string(b)
+}
+
+// A carrier that writes an id in hex in submit_sm_resp and in decimal in
+// receipts (or the reverse) matches with its format named, also for hex ids
+// made only of digits, which IDFormatAuto reads as decimal.
+func TestIDFormatReceiptID(t *testing.T) {
+	tests := []struct {
+		name          string
+		format        IDFormat
+		resp, receipt string
+		autoMatches   bool // whether IDFormatAuto already matches them
+	}{
+		{"hex resp without letters", IDFormatRespHexReceiptDecimal, "123456", "1193046", false},
+		{"hex resp 10 is 16", IDFormatRespHexReceiptDecimal, "10", "16", false},
+		{"hex resp, 8 digits", IDFormatRespHexReceiptDecimal, "99999999", "2576980377", false},
+		{"hex resp with letters", IDFormatRespHexReceiptDecimal, "1E240", "123456", true},
+		{"hex resp, leading zeros", IDFormatRespHexReceiptDecimal, "00123456", "1193046", false},
+		{"decimal resp, hex receipt without letters", IDFormatRespDecimalReceiptHex, "12345", "3039", false},
+		{"decimal resp, hex receipt with letters", IDFormatRespDecimalReceiptHex, "2748", "ABC", true},
+		{"decimal resp, NUL-terminated receipt", IDFormatRespDecimalReceiptHex, "12345", "3039\x00", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, NormalizeID(tc.resp), NormalizeID(tc.format.ReceiptID(tc.receipt)))
+			require.Equal(t, tc.autoMatches, NormalizeID(tc.resp) == NormalizeID(IDFormatAuto.ReceiptID(tc.receipt)))
+		})
+	}
+	// The configuration offers exactly these formats.
+	require.Equal(t, config.MessageIDFormats(), []string{string(IDFormatAuto),
+		string(IDFormatRespHexReceiptDecimal), string(IDFormatRespDecimalReceiptHex)})
+	// Not a number in the receipt's base: unchanged.
+	unchanged := map[IDFormat][]string{
+		IDFormatAuto:                  {"", "123", "abc", "msg 1"},
+		IDFormatRespHexReceiptDecimal: {"", "abc", "msg 1", "+12", "-1"},
+		IDFormatRespDecimalReceiptHex: {"", "xyz", "msg 1", "+12", "0x1f"},
+	}
+	for f, ids := range unchanged {
+		for _, id := range ids {
+			require.Equal(t, id, f.ReceiptID(id), "%s %q", f, id)
+		}
+	}
 }

@@ -113,9 +113,15 @@ func looksLikeReceipt(s string) bool {
 }
 
 // normalizeStat upper-cases a receipt state and maps long names to the
-// 7-letter SMPP 3.4 forms.
+// 7-letter SMPP 3.4 forms, and a number (some SMSCs write the
+// message_state value, "stat:2") to its name.
 func normalizeStat(v string) string {
 	u := strings.ToUpper(strings.TrimSpace(v))
+	if len(u) == 1 && u[0] >= '1' && u[0] <= '9' {
+		if s := messageStateName(u[0] - '0'); s != "" {
+			return s
+		}
+	}
 	switch u {
 	case "DELIVERED":
 		return "DELIVRD"

@@ -32,6 +32,18 @@ func TestParseReceiptText(t *testing.T) {
 			ok:   true,
 		},
 		{
+			name: "numeric state (the message_state value)",
+			in:   "id:7 stat:2 err:000",
+			want: ReceiptText{ID: "7", Stat: "DELIVRD", Err: "000"},
+			ok:   true,
+		},
+		{
+			name: "numeric state undeliverable",
+			in:   "id:8 stat:5",
+			want: ReceiptText{ID: "8", Stat: "UNDELIV"},
+			ok:   true,
+		},
+		{
 			name: "underscored dates and long state",
 			in:   "id:7 submit_date:2601021504 done_date:2601021505 stat:DELIVERED",
 			want: ReceiptText{ID: "7", SubmitDate: "2601021504", DoneDate: "2601021505", Stat: "DELIVRD"},
