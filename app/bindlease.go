@@ -445,7 +445,7 @@ func (l *leaser) apply(cfg *config.Config) {
 			continue
 		}
 		if err := p.Update(l.filter(c)); err != nil {
-			l.log.Debug("bind lease: pool update", "carrier", c.Name, "err", err)
+			l.log.Warn("the binds this daemon leased for a carrier could not be set up; they stay down", "carrier", c.Name, "err", err)
 		}
 	}
 	l.applied = cfg

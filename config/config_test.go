@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -62,14 +63,20 @@ var badFixtures = map[string][]string{
 	"secret_and_env":           {`carrier[0].bind[0].password_env: cannot be used together with password`},
 	"syntax":                   {`syntax error at line 8, column 9: expected value but found '\n' instead`},
 	"tls_ca_unreadable":        {`carrier[0].bind[0].tls_ca_file: cannot read {dir}/no-such-ca.pem: no such file or directory`},
-	"tls_ca_without_tls":       {`carrier[0].bind[0].tls_server_name: set but tls is false`},
-	"unknown_key":              {`carrier[0].bind[0].windw: unknown key (did you mean "window"?)`},
-	"unknown_section":          {`htp: unknown key (did you mean "http"?)`},
-	"validity_order":           {`queue.default_validity: 12h is longer than queue.max_validity (10h)`},
-	"webhook_url":              {`webhook.url: "ftp://127.0.0.1/events" is not an http or https URL`},
-	"window_zero":              {`carrier[0].bind[0].window: must be at least 1, got 0`},
-	"bind_lease_ttl":           {`redis.bind_lease_ttl: must be at least 300ms (it is renewed every third of it), got 100ms`},
-	"wrong_type":               {`carrier[0].bind[0].port: expected an integer, got string "2775"`},
+	"webhook_secret_missing": {
+		`webhook.secret: required when webhook.url is set: events are signed with it, and signed with an empty key anyone can forge them (or give every org its own webhook_secret)`,
+		`org[1].webhook_secret: required: org[1].webhook_url is set and no webhook secret applies (events signed with an empty key can be forged by anyone); set it, or webhook.secret`,
+	},
+	"tls_ca_not_pem":     {`carrier[0].bind[0].tls_ca_file: {dir}/tls_ca_not_pem.toml holds no PEM certificate ("-----BEGIN CERTIFICATE-----"); give the CA certificate that signed the carrier's server certificate`},
+	"host_with_port":     {`carrier[0].bind[0].host: "127.0.0.1:2775" includes a port; put the port in carrier[0].bind[0].port`},
+	"tls_ca_without_tls": {`carrier[0].bind[0].tls_server_name: set but tls is false`},
+	"unknown_key":        {`carrier[0].bind[0].windw: unknown key (did you mean "window"?)`},
+	"unknown_section":    {`htp: unknown key (did you mean "http"?)`},
+	"validity_order":     {`queue.default_validity: 12h is longer than queue.max_validity (10h)`},
+	"webhook_url":        {`webhook.url: "ftp://127.0.0.1/events" is not an http or https URL`},
+	"window_zero":        {`carrier[0].bind[0].window: must be at least 1, got 0`},
+	"bind_lease_ttl":     {`redis.bind_lease_ttl: must be at least 300ms (it is renewed every third of it), got 100ms`},
+	"wrong_type":         {`carrier[0].bind[0].port: expected an integer, got string "2775"`},
 	// The carriers cannot be decoded, so the route's carrier is unknown too.
 	"carrier_not_array": {
 		`carrier: expected an array of tables ([[carrier]]), got a table`,
@@ -586,4 +593,26 @@ func TestSetDefaultsThenValidate(t *testing.T) {
 	require.NoError(t, c.Validate())
 	require.Equal(t, "a-0", c.Carriers[0].Binds[0].Name)
 	require.Equal(t, 64, c.Queue.Buckets)
+}
+
+func TestBindHost(t *testing.T) {
+	base, err := os.ReadFile("testdata/bad/host_with_port.toml")
+	require.NoError(t, err)
+	for _, tc := range []struct{ host, problem string }{
+		{"127.0.0.1", ""},
+		{"smsc.example.com", ""},
+		{"::1", ""},
+		{"127.0.0.1:2775", `"127.0.0.1:2775" includes a port; put the port in carrier[0].bind[0].port`},
+		{"smpp://smsc.example.com", `"smpp://smsc.example.com" is not a host name or address; write only the host (the protocol is SMPP, tls selects TLS)`},
+		{"[::1]:2775", `"[::1]:2775": write an IPv6 address without brackets, and the port in carrier[0].bind[0].port`},
+		{"smsc example", `"smsc example" contains white space`},
+	} {
+		doc := strings.Replace(string(base), `host = "127.0.0.1:2775"`, fmt.Sprintf("host = %q", tc.host), 1)
+		_, err := Parse([]byte(doc))
+		if tc.problem == "" {
+			require.NoError(t, err, tc.host)
+			continue
+		}
+		require.ErrorContains(t, err, "carrier[0].bind[0].host: "+tc.problem, tc.host)
+	}
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"maps"
@@ -127,6 +128,24 @@ func (v *validator) webhookURL(path, raw string) {
 	}
 }
 
+// certificates checks that a file can be read and holds at least one PEM
+// certificate, as a TLS CA file must.
+func (v *validator) certificates(path, file string) {
+	n := len(v.problems)
+	v.readable(path, file)
+	if len(v.problems) > n {
+		return
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		v.add(path, "cannot read %s: %v", file, err)
+		return
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(b) {
+		v.add(path, "%s holds no PEM certificate (\"-----BEGIN CERTIFICATE-----\"); give the CA certificate that signed the carrier's server certificate", file)
+	}
+}
+
 // readable checks that a file is a regular file (a device such as
 // /dev/zero would never finish reading; a FIFO would block opening) and can
 // be opened for reading. It does not read the content.
@@ -192,6 +211,9 @@ func (c *Config) problems() []Problem {
 	w := c.Webhook
 	if w.URL != "" {
 		v.webhookURL("webhook.url", w.URL)
+		if w.Secret == "" && slices.ContainsFunc(c.Orgs, func(o Org) bool { return o.WebhookURL == "" && o.WebhookSecret == "" }) {
+			v.add("webhook.secret", "required when webhook.url is set: events are signed with it, and signed with an empty key anyone can forge them (or give every org its own webhook_secret)")
+		}
 	}
 	v.positive("webhook.timeout", w.Timeout)
 	v.positive("webhook.retry_for", w.RetryFor)
@@ -297,8 +319,17 @@ func (c *Config) validateCarriers(v *validator) map[string]bool {
 			} else {
 				bindNames[b.Name] = bp
 			}
-			if b.Host == "" {
+			switch {
+			case b.Host == "":
 				v.add(bp+".host", "required")
+			case strings.Contains(b.Host, "/"):
+				v.add(bp+".host", "%q is not a host name or address; write only the host (the protocol is SMPP, tls selects TLS)", b.Host)
+			case strings.Count(b.Host, ":") == 1:
+				v.add(bp+".host", "%q includes a port; put the port in %s.port", b.Host, bp)
+			case strings.ContainsAny(b.Host, "[]"):
+				v.add(bp+".host", "%q: write an IPv6 address without brackets, and the port in %s.port", b.Host, bp)
+			case strings.ContainsAny(b.Host, " \t"):
+				v.add(bp+".host", "%q contains white space", b.Host)
 			}
 			if b.Port < 1 || b.Port > 65535 {
 				v.add(bp+".port", "must be between 1 and 65535, got %d", b.Port)
@@ -328,7 +359,7 @@ func (c *Config) validateCarriers(v *validator) map[string]bool {
 				v.add(bp+".tls_server_name", "set but tls is false")
 			}
 			if b.TLSCAFile != "" {
-				v.readable(bp+".tls_ca_file", b.TLSCAFile)
+				v.certificates(bp+".tls_ca_file", b.TLSCAFile)
 			}
 		}
 	}
@@ -402,6 +433,9 @@ func (c *Config) validateOrgs(v *validator, carriers map[string]bool) {
 		}
 		if o.WebhookURL != "" {
 			v.webhookURL(op+".webhook_url", o.WebhookURL)
+			if o.WebhookSecret == "" && c.Webhook.Secret == "" {
+				v.add(op+".webhook_secret", "required: %s.webhook_url is set and no webhook secret applies (events signed with an empty key can be forged by anyone); set it, or webhook.secret", op)
+			}
 		}
 		v.statusEvents(op+".webhook_status_events", o.WebhookStatusEvents)
 		for _, cat := range slices.Sorted(maps.Keys(o.Screening)) {
