@@ -547,15 +547,18 @@ func (d *Dispatcher) handle(ctx context.Context, c queue.Claimed) (ack queue.Ack
 	cancel()
 	d.metrics.latency.Observe(time.Since(start).Seconds())
 	outcome := res.Outcome
-	if outcome == smpp.Temporary && slices.ContainsFunc(res.CarrierIDs, func(id string) bool { return id != "" }) {
-		// Some segments were accepted before one was refused or not sent:
-		// sending again repeats them.
+	if outcome == smpp.Temporary && (res.MissingIDs > 0 || slices.ContainsFunc(res.CarrierIDs, func(id string) bool { return id != "" })) {
+		// Some segments were accepted (with or without a message_id) before
+		// one was refused or not sent: sending again repeats them.
 		outcome = smpp.Unknown
 	}
 	switch outcome {
 	case smpp.OK:
 		d.metrics.outcomes.WithLabelValues(name, "ok").Inc()
-		return queue.AckItem{Claimed: c, CarrierIDs: res.CarrierIDs}, true
+		// A segment accepted without a message_id can get no receipt: it is
+		// not indexed, and the message is delivered on the others' receipts.
+		ids := slices.DeleteFunc(slices.Clone(res.CarrierIDs), func(id string) bool { return id == "" })
+		return queue.AckItem{Claimed: c, CarrierIDs: ids}, true
 	case smpp.Temporary:
 		d.metrics.outcomes.WithLabelValues(name, "temporary").Inc()
 		why := fmt.Sprintf("Carrier %q asked to retry later (%s); the message stays queued.", name, describe(res))

@@ -19,11 +19,14 @@ import (
 
 // listQueue hands out a fixed list of messages and records acks.
 type listQueue struct {
-	mu      sync.Mutex
-	left    []queue.Claimed
-	acked   atomic.Int64
-	batches atomic.Int64 // AckMany calls
-	ackIDs  []string     // acked ids, in order
+	mu       sync.Mutex
+	left     []queue.Claimed
+	acked    atomic.Int64
+	batches  atomic.Int64 // AckMany calls
+	ackIDs   []string     // acked ids, in order
+	ackCIDs  [][]string   // their carrier ids
+	retried  atomic.Int64
+	requeued atomic.Int64
 }
 
 func (q *listQueue) Claim(_ context.Context, max int) ([]queue.Claimed, error) {
@@ -40,6 +43,7 @@ func (q *listQueue) AckMany(_ context.Context, items []queue.AckItem) []error {
 	q.mu.Lock()
 	for _, it := range items {
 		q.ackIDs = append(q.ackIDs, it.Claimed.Msg.ID)
+		q.ackCIDs = append(q.ackCIDs, it.CarrierIDs)
 	}
 	q.mu.Unlock()
 	q.acked.Add(int64(len(items)))
@@ -47,9 +51,13 @@ func (q *listQueue) AckMany(_ context.Context, items []queue.AckItem) []error {
 }
 
 func (q *listQueue) Retry(context.Context, queue.Claimed, time.Duration, message.Error) error {
+	q.retried.Add(1)
 	return nil
 }
-func (q *listQueue) Requeue(context.Context, queue.Claimed) error             { return nil }
+func (q *listQueue) Requeue(context.Context, queue.Claimed) error {
+	q.requeued.Add(1)
+	return nil
+}
 func (q *listQueue) Fail(context.Context, queue.Claimed, message.Error) error { return nil }
 func (q *listQueue) Reap(context.Context) (int, error)                        { return 0, nil }
 func (q *listQueue) SweepHeld(context.Context) (int, error)                   { return 0, nil }
@@ -324,4 +332,46 @@ func TestDispatcherIdleBacksOff(t *testing.T) {
 	q.left = append(q.left, queue.Claimed{Msg: message.Message{ID: "m1", From: "+15550001111", To: "+15557654321"}})
 	q.mu.Unlock()
 	require.Eventually(t, func() bool { return q.acked.Load() == 1 }, 5*time.Second, time.Millisecond)
+}
+
+// resultCarrier answers every submission with res.
+type resultCarrier struct{ res smpp.Result }
+
+func (c resultCarrier) Submit(context.Context, smpp.Submission) smpp.Result { return c.res }
+func (resultCarrier) Up() bool                                              { return true }
+func (resultCarrier) Free() int                                             { return 10 }
+func (resultCarrier) Window() int                                           { return 10 }
+
+// A segment the carrier accepted without a message_id is not indexed (no
+// receipt can name it), and a refusal after it is an unknown outcome, not a
+// plain retry that would send the accepted segment again.
+func TestDispatcherMissingMessageIDs(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		res               smpp.Result
+		ackCIDs           []string
+		retried, requeued int64
+	}{
+		{"ok, one segment without id", smpp.Result{Outcome: smpp.OK, CarrierIDs: []string{"", "c2"}, MissingIDs: 1}, []string{"c2"}, 0, 0},
+		{"ok, no id at all", smpp.Result{Outcome: smpp.OK, CarrierIDs: []string{""}, MissingIDs: 1}, []string{}, 0, 0},
+		{"refused after a segment accepted without id", smpp.Result{Outcome: smpp.Temporary, CarrierIDs: []string{""}, MissingIDs: 1}, nil, 0, 1},
+		{"refused, nothing accepted", smpp.Result{Outcome: smpp.Temporary}, nil, 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := &listQueue{left: []queue.Claimed{{Msg: message.Message{ID: "m1", From: "+15550001111", To: "+15557654321"}}}}
+			cfg := &config.Config{Routes: []config.Route{{Prefix: "+", Carrier: "sim"}}}
+			runDispatcher(t, DispatcherOptions{
+				Queue: q,
+				Plan:  &Plan{Table: NewTable(cfg), Carriers: map[string]Carrier{"sim": resultCarrier{tc.res}}},
+			})
+			require.Eventually(t, func() bool { return q.acked.Load()+q.retried.Load()+q.requeued.Load() == 1 }, 5*time.Second, time.Millisecond)
+			require.Equal(t, tc.retried, q.retried.Load())
+			require.Equal(t, tc.requeued, q.requeued.Load())
+			if tc.ackCIDs != nil {
+				q.mu.Lock()
+				defer q.mu.Unlock()
+				require.Equal(t, [][]string{tc.ackCIDs}, q.ackCIDs)
+			}
+		})
+	}
 }

@@ -110,6 +110,9 @@ type bind struct {
 	sess     atomic.Pointer[session]
 	draining atomic.Bool // shutting down: no new submit_sm
 	detached atomic.Bool // replaced or removed: stop touching shared metrics
+	// missingWarn is when (unix ns) a submit_sm_resp without message_id
+	// was last logged.
+	missingWarn atomic.Int64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -175,8 +178,11 @@ func (b *bind) setState(s string) {
 
 func (b *bind) State() string { return allStates[b.state.Load()] }
 
+// usable: bound, not shutting down, and the SMSC has not said it lost
+// the session (a stale link takes no new submit_sm while it drains).
 func (b *bind) usable() bool {
-	return b.State() == StateBound && !b.draining.Load() && b.sess.Load() != nil
+	s := b.sess.Load()
+	return b.State() == StateBound && !b.draining.Load() && s != nil && !s.tx.stale.Load()
 }
 
 func (b *bind) run() {
@@ -380,6 +386,14 @@ func (b *bind) answered(r *request) {
 		b.m.latency.Observe(time.Since(r.sent).Seconds())
 	}
 	b.m.submitted(r.status, r.err)
+	if r.err == nil && r.status == StatusOK && r.msgID == "" {
+		b.m.missingIDs.Inc()
+		if now := time.Now(); now.UnixNano()-b.missingWarn.Load() >= int64(missingWarnEvery) {
+			b.missingWarn.Store(now.UnixNano())
+			b.log.Warn("smpp submit_sm_resp ESME_ROK without message_id: the segment was accepted but no receipt can be matched to it (more are counted in smsgate_smpp_submit_sm_missing_id_total)",
+				"sequence", r.seq)
+		}
+	}
 	if r.err == nil && (r.status == StatusThrottled || r.status == StatusMsgQFull) {
 		b.m.throttles.Inc()
 		if b.lim.throttled() {
@@ -387,6 +401,10 @@ func (b *bind) answered(r *request) {
 		}
 	}
 }
+
+// missingWarnEvery spaces the warnings about submit_sm_resp without
+// message_id (a carrier that never sends one would log every submit).
+const missingWarnEvery = 10 * time.Second
 
 // submit sends the frames of one message through the window, in order,
 // and waits for every response. See Result for the outcome rules.
@@ -465,7 +483,10 @@ func (b *bind) submit(ctx context.Context, frames [][]byte) Result {
 		case r.err != nil:
 			agg.add(Unknown, 0, r.err)
 		case r.status == StatusOK:
-			res.CarrierIDs[i] = r.msgID
+			res.CarrierIDs[i] = r.msgID // "" when the SMSC sent none
+			if r.msgID == "" {
+				res.MissingIDs++
+			}
 			agg.add(OK, 0, nil)
 		default:
 			agg.add(Classify(r.status), r.status, &StatusError{Status: r.status})

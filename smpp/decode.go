@@ -15,7 +15,73 @@ import (
 	"github.com/smsgate/smsgate/message"
 )
 
-var errShortPDU = errors.New("smpp: deliver_sm too short")
+// Why an inbound deliver_sm or data_sm cannot be decoded; refusalStatus
+// maps each to the permanent status of its response.
+var (
+	errShortPDU  = errors.New("smpp: mandatory parameters cut short")
+	errTLVStream = errors.New("smpp: TLV stream cut inside a TLV header")
+	errTLVLen    = errors.New("smpp: TLV length past the end of the PDU")
+)
+
+// refusalStatus is the command_status answering a deliver_sm or data_sm
+// that cannot be decoded: permanent, so the carrier does not deliver it
+// again and again (SMPP 3.4 §5.1.3). A TLV whose length runs past the end
+// of the PDU is ESME_RINVTLVLEN, a TLV stream cut inside a TLV header
+// ESME_RINVTLVSTREAM, anything else (mandatory part malformed, PDU too
+// large) ESME_RX_P_APPN.
+func refusalStatus(err error) uint32 {
+	switch {
+	case errors.Is(err, errTLVLen):
+		return StatusInvTLVLen
+	case errors.Is(err, errTLVStream):
+		return StatusInvTLVs
+	}
+	return StatusXPAppn
+}
+
+// checkTLVs walks a TLV stream (tag, 16-bit length, value) to its end.
+func checkTLVs(b []byte) error {
+	for len(b) > 0 {
+		if len(b) < 4 {
+			return errTLVStream
+		}
+		n := 4 + int(binary.BigEndian.Uint16(b[2:4]))
+		if n > len(b) {
+			return errTLVLen
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// skipCString returns the index after the NUL-terminated string at i.
+func skipCString(frame []byte, i int) (int, bool) {
+	if i > len(frame) {
+		return 0, false
+	}
+	j := bytes.IndexByte(frame[i:], 0)
+	if j < 0 {
+		return 0, false
+	}
+	return i + j + 1, true
+}
+
+// dataSMTLVs returns where the TLVs of a data_sm frame begin: after
+// service_type, source and destination addresses, esm_class,
+// registered_delivery and data_coding.
+func dataSMTLVs(frame []byte) (int, error) {
+	i, ok := skipCString(frame, 16) // service_type
+	if ok {
+		i, ok = skipCString(frame, i+2) // source ton, npi, addr
+	}
+	if ok {
+		i, ok = skipCString(frame, i+2) // dest ton, npi, addr
+	}
+	if !ok || i+3 > len(frame) {
+		return 0, errShortPDU
+	}
+	return i + 3, nil
+}
 
 // deliverOffsets finds esm_class and data_coding in a deliver_sm frame
 // (header included): after service_type, source and destination addresses;
@@ -24,15 +90,9 @@ var errShortPDU = errors.New("smpp: deliver_sm too short")
 func deliverOffsets(frame []byte) (esm, dc int, err error) {
 	i := 16
 	cstr := func() bool {
-		if i > len(frame) {
-			return false
-		}
-		j := bytes.IndexByte(frame[i:], 0)
-		if j < 0 {
-			return false
-		}
-		i += j + 1
-		return true
+		var ok bool
+		i, ok = skipCString(frame, i)
+		return ok
 	}
 	if !cstr() { // service_type
 		return 0, 0, errShortPDU
@@ -64,7 +124,18 @@ func deliverOffsets(frame []byte) (esm, dc int, err error) {
 func parseDeliverSM(frame []byte) (inboundPDU, error) {
 	esmOff, dcOff, err := deliverOffsets(frame)
 	if err != nil {
-		return inboundPDU{}, err
+		return inboundPDU{}, fmt.Errorf("smpp: deliver_sm: %w", err)
+	}
+	// sm_default_msg_id, sm_length and short_message follow data_coding.
+	tlvs := dcOff + 3
+	if tlvs > len(frame) {
+		return inboundPDU{}, fmt.Errorf("smpp: deliver_sm: %w", errShortPDU)
+	}
+	if tlvs += int(frame[dcOff+2]); tlvs > len(frame) {
+		return inboundPDU{}, fmt.Errorf("smpp: deliver_sm: sm_length: %w", errShortPDU)
+	}
+	if err := checkTLVs(frame[tlvs:]); err != nil {
+		return inboundPDU{}, fmt.Errorf("smpp: deliver_sm: %w", err)
 	}
 	in := inboundPDU{esm: frame[esmOff], dc: frame[dcOff]}
 	frame[esmOff] &^= esmUDHI
@@ -85,6 +156,13 @@ func parseDeliverSM(frame []byte) (inboundPDU, error) {
 // deliver_sm, so MO and receipt handling are the same; the result is
 // marked to be answered with data_sm_resp.
 func parseDataSM(frame []byte) (inboundPDU, error) {
+	tlvs, err := dataSMTLVs(frame)
+	if err != nil {
+		return inboundPDU{}, fmt.Errorf("smpp: data_sm: %w", err)
+	}
+	if err := checkTLVs(frame[tlvs:]); err != nil {
+		return inboundPDU{}, fmt.Errorf("smpp: data_sm: %w", err)
+	}
 	ds := pdu.NewDataSM().(*pdu.DataSM)
 	if err := ds.Unmarshal(pdu.NewBuffer(frame)); err != nil {
 		return inboundPDU{}, fmt.Errorf("smpp: data_sm: %w", err)

@@ -1,6 +1,9 @@
 package smpp
 
 import (
+	"bytes"
+	"encoding/binary"
+	"errors"
 	"testing"
 	"time"
 
@@ -230,4 +233,70 @@ func TestAlphabetOf(t *testing.T) {
 	require.Equal(t, alphaLatin1, alphabetOf(0xF4))
 	require.Equal(t, alphaUCS2, alphabetOf(0x18))
 	require.Equal(t, alphaLatin1, alphabetOf(0x04))
+}
+
+// Undecodable deliver_sm and data_sm are refused with a permanent status
+// chosen by what is wrong (refusalStatus).
+func TestRefusalStatus(t *testing.T) {
+	good := deliverFrame(t, 0, 0, []byte("hi"), nil)
+	tail := func(frame []byte, b ...byte) []byte {
+		out := append(append([]byte(nil), frame...), b...)
+		binary.BigEndian.PutUint32(out, uint32(len(out)))
+		return out
+	}
+	smLen := append([]byte(nil), good...)
+	smLen[len(smLen)-3] = 200
+	ds := dataFrame(t, 0, 0, map[pdu.Tag][]byte{tagMessagePayload: []byte("hello")})
+	for _, tt := range []struct {
+		name  string
+		parse func([]byte) (inboundPDU, error)
+		frame []byte
+		want  uint32
+	}{
+		{"deliver_sm tlv length past the end", parseDeliverSM, tail(good, 0x14, 0x01, 0x00, 0x09, 1), StatusInvTLVLen},
+		{"deliver_sm tlv header cut", parseDeliverSM, tail(good, 0x14), StatusInvTLVs},
+		{"deliver_sm sm_length past the end", parseDeliverSM, smLen, StatusXPAppn},
+		{"deliver_sm mandatory part cut", parseDeliverSM, tail(good[:20]), StatusXPAppn},
+		{"data_sm tlv length past the end", parseDataSM, tail(ds, 0x04, 0x24, 0x01, 0x00), StatusInvTLVLen},
+		{"data_sm tlv header cut", parseDataSM, tail(ds, 0x04, 0x24, 0x00), StatusInvTLVs},
+		{"data_sm mandatory part cut", parseDataSM, tail(ds[:19]), StatusXPAppn},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.parse(tt.frame)
+			require.Error(t, err)
+			require.Equal(t, StatusName(tt.want), StatusName(refusalStatus(err)))
+			require.Equal(t, Permanent, Classify(refusalStatus(err)))
+		})
+	}
+	_, err := parseDeliverSM(tail(good, 0x14, 0x01, 0x00, 0x01, 1))
+	require.NoError(t, err, "a well-formed TLV")
+}
+
+// checkTLVs accepts exactly the streams that split into whole TLVs.
+func FuzzCheckTLVs(f *testing.F) {
+	f.Add([]byte{})
+	f.Add([]byte{0x04, 0x24, 0x00, 0x01, 'a'})
+	f.Add([]byte{0x04, 0x24, 0x00, 0x09, 'a'})
+	f.Add([]byte{0x04, 0x24, 0x00})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		err := checkTLVs(b)
+		if err != nil {
+			if !errors.Is(err, errTLVStream) && !errors.Is(err, errTLVLen) {
+				t.Fatalf("unexpected error %v", err)
+			}
+			return
+		}
+		var rebuilt []byte
+		for rest := b; len(rest) > 0; {
+			n := 4 + int(binary.BigEndian.Uint16(rest[2:4]))
+			rebuilt = append(rebuilt, rest[:n]...)
+			rest = rest[n:]
+		}
+		if !bytes.Equal(rebuilt, b) {
+			t.Fatalf("accepted %x, whole TLVs give %x", b, rebuilt)
+		}
+		if err := checkTLVs(append(append([]byte(nil), b...), 0, 1, 0, 0)); err != nil {
+			t.Fatalf("valid stream plus an empty TLV refused: %v", err)
+		}
+	})
 }

@@ -11,18 +11,39 @@
 // every EnquireLink; a link whose enquire_link is unanswered after
 // ResponseTimeout is dead) and a few inbound workers. It answers the SMSC's
 // enquire_link and unbind, takes deliver_sm and data_sm, answers any other
-// command id with generic_nack ESME_RINVCMDID and stays bound, and closes
-// only when framing is lost (a command_length under 16 or over 64 KiB). A
-// lost or refused bind is retried
-// with exponential backoff from ReconnectMin to ReconnectMax with equal
-// jitter. In transmitter+receiver mode the pair is one unit: when either
-// connection drops, both are re-established.
+// command id with generic_nack ESME_RINVCMDID and stays bound. A PDU over
+// 64 KiB (gosmpp's limit) up to 1 MiB is read past, not decoded: a
+// deliver_sm or data_sm gets its own response ESME_RX_P_APPN, another
+// request generic_nack ESME_RINVCMDLEN, a response counts by its header. A
+// deliver_sm or data_sm that cannot be decoded is answered with a
+// permanent status too: ESME_RINVTLVLEN (a TLV length past the end),
+// ESME_RINVTLVSTREAM (the stream cut inside a TLV header), else
+// ESME_RX_P_APPN; so the carrier does not deliver it again and again. Each
+// is logged (command id, length, sequence; never the content) and counted
+// in smsgate_smpp_undecodable_pdus_total. The link closes only when
+// framing is lost (a command_length under 16 or over 1 MiB). A lost or
+// refused bind is retried with exponential backoff from ReconnectMin to
+// ReconnectMax with equal jitter. In transmitter+receiver mode the pair is
+// one unit: when either connection drops, both are re-established.
+//
+// Session lost: ESME_RINVBNDSTS or ESME_RALYBND answering a submit_sm
+// (submit_sm_resp or generic_nack) or an enquire_link means the SMSC no
+// longer holds the session as bound although TCP is up. The submit is
+// Temporary (not sent); the link takes no new submit_sm and is closed, so
+// the bind rebinds with its usual backoff, as soon as the submit_sm still
+// in flight are answered or timed out (their own answers reach the callers
+// rather than ErrLinkLost, which would make them possible duplicates).
 //
 // Window: at most Window submit_sm in flight per bind (a blocking
 // semaphore; the slot is freed by whatever finishes the request: response,
 // generic_nack, response timeout, or loss of the connection). Sequence
-// numbers are per connection. Every request sent is finished exactly once;
-// unanswered ones come back as Outcome Unknown, never silently.
+// numbers are per connection. A request is finished only by its own
+// response command (submit_sm_resp for a submit_sm...) or generic_nack
+// with its sequence number; a response of another command with that
+// number is logged and ignored. Every request sent is finished exactly
+// once; unanswered ones come back as Outcome Unknown, never silently. An
+// ESME_ROK submit_sm_resp without message_id is OK with a "" carrier id,
+// counted in Result.MissingIDs and smsgate_smpp_submit_sm_missing_id_total.
 //
 // Throughput: see limiter (strict pacing at the configured rate, AIMD on
 // ESME_RTHROTTLED / ESME_RMSGQFUL, also when the configured rate is 0).

@@ -39,10 +39,11 @@ type fakeSMSC struct {
 	received []pdu.Header
 	wg       sync.WaitGroup
 
-	blackhole   atomic.Bool // read and drop everything
-	outstanding atomic.Int32
-	maxOut      atomic.Int32
-	onSubmit    func(c *fakeConn, h pdu.Header)
+	blackhole     atomic.Bool // read and drop everything
+	outstanding   atomic.Int32
+	maxOut        atomic.Int32
+	enquireStatus atomic.Uint32 // command_status of enquire_link_resp
+	onSubmit      func(c *fakeConn, h pdu.Header)
 }
 
 type fakeConn struct {
@@ -157,8 +158,9 @@ func (f *fakeSMSC) serve(c *fakeConn) {
 			r.SetSequenceNumber(h.SequenceNumber)
 			c.send(r)
 		case data.ENQUIRE_LINK:
-			r := pdu.NewEnquireLinkResp()
+			r := pdu.NewEnquireLinkResp().(*pdu.EnquireLinkResp)
 			r.SetSequenceNumber(h.SequenceNumber)
+			r.CommandStatus = data.CommandStatusType(f.enquireStatus.Load())
 			c.send(r)
 		case data.UNBIND:
 			r := pdu.NewUnbindResp()

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,7 +25,16 @@ var (
 	errUnbound      = errors.New("smpp: unbound by the SMSC")
 	errLocalClose   = errors.New("smpp: closed locally")
 	errWriteTimeout = errors.New("smpp: write timeout")
+	errSessionLost  = errors.New("smpp: the SMSC does not hold the session as bound (ESME_RINVBNDSTS or ESME_RALYBND)")
+	errStale        = errors.New("smpp: link closing: the SMSC lost the session")
+	errTooLarge     = errors.New("smpp: PDU larger than 64 KiB")
 )
+
+// maxPDULen is the largest command_length read. A PDU up to it whose body
+// cannot be decoded (gosmpp decodes up to data.MAX_PDU_LEN, 64 KiB) is
+// read past and answered; a command_length above it, or under 16, means
+// framing is lost and the link is closed.
+const maxPDULen = 1 << 20
 
 type reqKind uint8
 
@@ -40,6 +50,7 @@ const (
 type request struct {
 	kind     reqKind
 	seq      uint32
+	resp     data.CommandIDType // the response command id that answers it (or generic_nack)
 	sent     time.Time
 	deadline time.Time
 	done     chan struct{} // capacity 1: finish never blocks
@@ -107,6 +118,12 @@ type link struct {
 	// whole new window of messages that would all be sent again.
 	suspect atomic.Bool
 	probing atomic.Bool // an enquire_link probe is in flight
+	// stale is set when the SMSC answers ESME_RINVBNDSTS or ESME_RALYBND
+	// (see sessionLost): no new submit_sm is sent, and the link closes
+	// (the bind rebinds) once the submit_sm in flight are finished, so
+	// their own answers (most likely the same refusal: not sent) reach
+	// the callers instead of ErrLinkLost (possible duplicates).
+	stale atomic.Bool
 
 	mu       sync.Mutex
 	inflight map[uint32]*request
@@ -224,12 +241,17 @@ func (l *link) send(r *request, frame []byte, timeout time.Duration) error {
 	seq := l.nextSeq()
 	binary.BigEndian.PutUint32(frame[12:16], seq)
 	r.seq = seq
+	r.resp = data.CommandIDType(binary.BigEndian.Uint32(frame[4:8]) | 0x80000000)
 	r.sent = time.Now()
 	r.deadline = r.sent.Add(timeout)
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
 		return ErrLinkLost
+	}
+	if r.kind == kindSubmit && l.stale.Load() { // read under mu: see closeIfDrained
+		l.mu.Unlock()
+		return errStale
 	}
 	l.inflight[seq] = r
 	l.mu.Unlock()
@@ -306,10 +328,18 @@ func (l *link) reader() {
 		}
 		h := pdu.ParseHeader(hdr)
 		n := int(uint32(h.CommandLength))
-		if n < 16 || n > data.MAX_PDU_LEN {
+		if n < 16 || n > maxPDULen {
 			l.log.Warn("smpp framing lost, closing", "command_length", uint32(h.CommandLength), "command_id", fmt.Sprintf("0x%08X", uint32(h.CommandID)))
 			l.close(errFraming)
 			return
+		}
+		if n > data.MAX_PDU_LEN {
+			if _, err := io.CopyN(io.Discard, br, int64(n-16)); err != nil {
+				l.close(fmt.Errorf("smpp: read: %w", err))
+				return
+			}
+			l.tooLarge(h)
+			continue
 		}
 		if cap(buf) < n {
 			buf = make([]byte, 0, n)
@@ -350,8 +380,9 @@ func (l *link) dispatch(h pdu.Header, frame []byte) {
 		}
 		in, err := parse(frame)
 		if err != nil {
-			l.log.Warn("smpp "+name+" unreadable, generic_nack sent", "err", err)
-			l.nack(seq, StatusSysErr)
+			st := refusalStatus(err)
+			l.undecodable(h, name, st, err)
+			l.respond(seq, id == data.DATA_SM, st)
 			return
 		}
 		if in.receipt {
@@ -388,6 +419,50 @@ func (l *link) deferDeliver(in inboundPDU) {
 	}
 }
 
+// tooLarge handles a PDU whose body (over data.MAX_PDU_LEN) was skipped:
+// a deliver_sm or data_sm is refused for good with ESME_RX_P_APPN (the
+// carrier would deliver it again and again otherwise), another request
+// gets generic_nack ESME_RINVCMDLEN, and a response is taken by its header
+// alone (a submit_sm_resp then has no message_id). The link stays up.
+func (l *link) tooLarge(h pdu.Header) {
+	seq := h.SequenceNumber
+	switch id := h.CommandID; {
+	case id == data.DELIVER_SM || id == data.DATA_SM:
+		name := "deliver_sm"
+		if id == data.DATA_SM {
+			name = "data_sm"
+		}
+		l.undecodable(h, name, StatusXPAppn, errTooLarge)
+		l.respond(seq, id == data.DATA_SM, StatusXPAppn)
+	case id == data.GENERIC_NACK || uint32(id)&0x80000000 != 0:
+		l.undecodable(h, "other", 0, errTooLarge)
+		var frame [16]byte
+		hh := h
+		hh.CommandLength = 16
+		b := pdu.NewBuffer(frame[:0])
+		hh.Marshal(b)
+		l.response(h, b.Bytes())
+	default:
+		l.undecodable(h, "other", StatusInvCmdLen, errTooLarge)
+		l.nack(seq, StatusInvCmdLen)
+	}
+}
+
+// undecodable logs and counts an inbound PDU that could not be decoded,
+// by its header only (never its content); status is what answered it, 0
+// for none.
+func (l *link) undecodable(h pdu.Header, command string, status uint32, err error) {
+	answer := "none (a response)"
+	if status != 0 {
+		answer = StatusName(status)
+	}
+	l.log.Warn("smpp PDU from the SMSC cannot be decoded, answered and dropped",
+		"command_id", fmt.Sprintf("0x%08X", uint32(h.CommandID)), "command_length", uint32(h.CommandLength),
+		"sequence", uint32(h.SequenceNumber), "answer", answer, "err", err)
+	p := l.b.p
+	p.m.undecoded.WithLabelValues(p.carrier, command).Inc()
+}
+
 func (l *link) nack(seq int32, status uint32) {
 	n := pdu.NewGenericNack()
 	n.SetSequenceNumber(seq)
@@ -395,16 +470,32 @@ func (l *link) nack(seq int32, status uint32) {
 	l.write(marshal(n))
 }
 
+// response finishes the request a response answers: the one with its
+// sequence number, when the response is that request's own response
+// command or generic_nack. A response of another command carrying that
+// sequence number (an enquire_link_resp for a submit_sm, say) is an SMSC
+// error: it is logged and ignored, and the request waits for its own
+// response or its timeout (then Unknown).
 func (l *link) response(h pdu.Header, frame []byte) {
 	seq := uint32(h.SequenceNumber)
 	l.mu.Lock()
 	r := l.inflight[seq]
-	if r != nil {
+	foreign := r != nil && h.CommandID != r.resp && h.CommandID != data.GENERIC_NACK
+	if r != nil && !foreign {
 		delete(l.inflight, seq)
+	}
+	var want data.CommandIDType
+	if foreign {
+		want = r.resp // read under mu: r may be finished and recycled after
 	}
 	l.mu.Unlock()
 	if r == nil {
 		l.log.Debug("smpp response for no pending request (late or unknown)", "sequence", seq, "command_id", fmt.Sprintf("0x%08X", uint32(h.CommandID)))
+		return
+	}
+	if foreign {
+		l.log.Warn("smpp response of another command for a pending request's sequence number, ignored",
+			"sequence", seq, "command_id", fmt.Sprintf("0x%08X", uint32(h.CommandID)), "expected", fmt.Sprintf("0x%08X", uint32(want)))
 		return
 	}
 	status := uint32(h.CommandStatus)
@@ -419,14 +510,53 @@ func (l *link) response(h pdu.Header, frame []byte) {
 		} else {
 			msgID = p.(*pdu.SubmitSMResp).MessageID
 		}
+		if strings.TrimSpace(strings.TrimRight(msgID, "\x00")) == "" {
+			msgID = "" // no carrier id (see Result.MissingIDs)
+		}
 	}
 	if r.kind == kindEnquire {
 		l.suspect.Store(false)
 		l.probing.Store(false)
 		putRequest(r) // nobody waits for enquire_link
+		if sessionLost(status) {
+			l.retire(status)
+		}
 		return
 	}
+	kind := r.kind
 	r.finish(status, msgID, nil)
+	if kind == kindSubmit {
+		if sessionLost(status) {
+			l.retire(status)
+		}
+		l.closeIfDrained()
+	}
+}
+
+// retire marks the link stale after the SMSC answered status (see
+// sessionLost): no new submit_sm, and close once none is in flight.
+func (l *link) retire(status uint32) {
+	if l.stale.CompareAndSwap(false, true) {
+		l.log.Warn("smpp SMSC says the session is not bound: no new submit_sm on this link, rebinding once those in flight are answered",
+			"status", StatusName(status))
+	}
+	l.closeIfDrained()
+}
+
+// closeIfDrained closes a stale link that has no submit_sm in flight.
+func (l *link) closeIfDrained() {
+	if !l.stale.Load() {
+		return
+	}
+	l.mu.Lock()
+	for _, r := range l.inflight {
+		if r.kind == kindSubmit {
+			l.mu.Unlock()
+			return
+		}
+	}
+	l.mu.Unlock()
+	l.close(errSessionLost)
 }
 
 // keeper sends enquire_link every EnquireLink once bound, and expires
@@ -486,8 +616,12 @@ func (l *link) sweep(now time.Time) bool {
 	if dead {
 		l.log.Warn("smpp link dead: enquire_link unanswered", "timeout", l.b.cfg.ResponseTimeout)
 		l.close(errDeadLink)
+		return true
 	}
-	return dead
+	if len(expired) > 0 {
+		l.closeIfDrained()
+	}
+	return false
 }
 
 // request sends a PDU and waits for its response (bind, unbind).
@@ -544,14 +678,19 @@ func (l *link) drain(ib *inboundBatch) {
 
 // deliverResp answers an inbound deliver_sm, or data_sm, with status.
 func (l *link) deliverResp(in inboundPDU, status uint32) {
+	l.respond(in.d.SequenceNumber, in.dataSM, status)
+}
+
+// respond sends a deliver_sm_resp, or data_sm_resp, with status.
+func (l *link) respond(seq int32, dataSM bool, status uint32) {
 	var resp pdu.PDU
-	if in.dataSM {
+	if dataSM {
 		resp = pdu.NewDataSMResp()
 		resp.(*pdu.DataSMResp).CommandStatus = data.CommandStatusType(status)
 	} else {
 		resp = pdu.NewDeliverSMResp()
 		resp.(*pdu.DeliverSMResp).CommandStatus = data.CommandStatusType(status)
 	}
-	resp.SetSequenceNumber(in.d.SequenceNumber)
+	resp.SetSequenceNumber(seq)
 	l.write(marshal(resp))
 }

@@ -19,6 +19,8 @@ type metrics struct {
 	reconnects *prometheus.CounterVec   // carrier, bind
 	throttles  *prometheus.CounterVec   // carrier, bind
 	rate       *prometheus.GaugeVec     // carrier, bind
+	missingIDs *prometheus.CounterVec   // carrier
+	undecoded  *prometheus.CounterVec   // carrier, command
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -59,11 +61,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.reconnects = counter("smsgate_smpp_reconnects_total", "Bind attempts after a failure or a lost bind.", "carrier", "bind")
 	m.throttles = counter("smsgate_smpp_throttle_events_total", "Throttling answers (ESME_RTHROTTLED, ESME_RMSGQFUL).", "carrier", "bind")
 	m.rate = gauge("smsgate_smpp_effective_rate", "Effective submit_sm per second limit of a bind (0 = unlimited).", "carrier", "bind")
+	m.missingIDs = counter("smsgate_smpp_submit_sm_missing_id_total", "submit_sm accepted (ESME_ROK) with no message_id in the submit_sm_resp: sent, but no receipt can be matched.", "carrier")
+	m.undecoded = counter("smsgate_smpp_undecodable_pdus_total", "PDUs from the SMSC too large (over 64 KiB) or malformed to decode, answered and dropped (deliver_sm, data_sm, other).", "carrier", "command")
 	if err != nil {
 		return nil, err
 	}
 	if m.bindState == nil || m.inFlight == nil || m.submits == nil || m.latency == nil || m.receipts == nil ||
-		m.mo == nil || m.reconnects == nil || m.throttles == nil || m.rate == nil {
+		m.mo == nil || m.reconnects == nil || m.throttles == nil || m.rate == nil || m.missingIDs == nil || m.undecoded == nil {
 		return nil, errors.New("smpp: metrics: a collector of another type is registered under an smsgate_smpp_ name")
 	}
 	return m, nil
@@ -80,6 +84,7 @@ type bindMetrics struct {
 	rate       prometheus.Gauge
 	okSubmits  prometheus.Counter
 	latency    prometheus.Observer
+	missingIDs prometheus.Counter
 }
 
 func (m *metrics) forBind(carrier, bind string) *bindMetrics {
@@ -93,6 +98,7 @@ func (m *metrics) forBind(carrier, bind string) *bindMetrics {
 		rate:       m.rate.WithLabelValues(carrier, bind),
 		okSubmits:  m.submits.WithLabelValues(carrier, statusLabel(StatusOK)),
 		latency:    m.latency.WithLabelValues(carrier),
+		missingIDs: m.missingIDs.WithLabelValues(carrier),
 	}
 }
 

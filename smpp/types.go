@@ -58,8 +58,15 @@ type Result struct {
 	Outcome Outcome
 	// CarrierIDs has one entry per segment, in segment order: the message_id
 	// of its submit_sm_resp exactly as the carrier sent it, "" when the
-	// segment was not accepted. Compare with receipts through NormalizeID.
+	// segment was not accepted or was accepted without a message_id (see
+	// MissingIDs). Compare with receipts through NormalizeID.
 	CarrierIDs []string
+	// MissingIDs counts the segments the SMSC accepted (ESME_ROK) with no
+	// message_id in the submit_sm_resp (SMPP 3.4 makes it mandatory): their
+	// CarrierIDs entry is "" although they were sent, so they must not be
+	// sent again, and no receipt can be matched to them. "" is never a
+	// carrier id: do not index it.
+	MissingIDs int
 	// Status is the command_status that decided the outcome (0 if none).
 	Status uint32
 	// Err explains a non-OK outcome: a *StatusError, ErrTimeout, ErrLinkLost,
@@ -151,24 +158,41 @@ func (e *StatusError) Temporary() bool { return Classify(e.Status) == Temporary 
 // SMPP command_status values the package treats specially.
 const (
 	StatusOK        uint32 = 0x00000000 // ESME_ROK
+	StatusInvCmdLen uint32 = 0x00000002 // ESME_RINVCMDLEN
 	StatusInvCmdID  uint32 = 0x00000003 // ESME_RINVCMDID
+	StatusInvBndSts uint32 = 0x00000004 // ESME_RINVBNDSTS
+	StatusAlyBnd    uint32 = 0x00000005 // ESME_RALYBND
 	StatusSysErr    uint32 = 0x00000008 // ESME_RSYSERR
 	StatusMsgQFull  uint32 = 0x00000014 // ESME_RMSGQFUL
 	StatusThrottled uint32 = 0x00000058 // ESME_RTHROTTLED
 	StatusXTAppn    uint32 = 0x00000064 // ESME_RX_T_APPN
+	StatusXPAppn    uint32 = 0x00000065 // ESME_RX_P_APPN
+	StatusInvTLVs   uint32 = 0x000000C0 // ESME_RINVTLVSTREAM
+	StatusInvTLVLen uint32 = 0x000000C2 // ESME_RINVTLVLEN
 )
 
 // Classify maps a submit_sm_resp command_status to an Outcome: 0 is OK;
 // ESME_RTHROTTLED, ESME_RMSGQFUL, ESME_RSYSERR and ESME_RX_T_APPN are
-// Temporary; everything else is Permanent.
+// Temporary, and so are ESME_RINVBNDSTS and ESME_RALYBND (the SMSC does
+// not hold the session as bound: the link is closed and rebound, see
+// sessionLost); everything else is Permanent.
 func Classify(status uint32) Outcome {
 	switch status {
 	case StatusOK:
 		return OK
-	case StatusThrottled, StatusMsgQFull, StatusSysErr, StatusXTAppn:
+	case StatusThrottled, StatusMsgQFull, StatusSysErr, StatusXTAppn, StatusInvBndSts, StatusAlyBnd:
 		return Temporary
 	}
 	return Permanent
+}
+
+// sessionLost reports whether a response status says the SMSC does not
+// hold the session as bound (SMPP 3.4 §5.1.3: ESME_RINVBNDSTS "Incorrect
+// BIND Status for given command", ESME_RALYBND "ESME Already in Bound
+// State" on a command that needs a bound session): the link must be
+// rebound, whatever the TCP connection and enquire_link say.
+func sessionLost(status uint32) bool {
+	return status == StatusInvBndSts || status == StatusAlyBnd
 }
 
 // StatusName is the SMPP 3.4 name of a command_status ("ESME_RTHROTTLED"),
