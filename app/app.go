@@ -172,6 +172,11 @@ func New(opts Options) (_ *App, err error) {
 		return nil, err
 	}
 	cfg := st.cfg
+	if opts.LameDuck > 0 && opts.LameDuck >= cfg.Shutdown.Grace {
+		// As shutdown.lame_duck must be: a stop would spend its whole grace
+		// period serving and then fail, with nothing drained.
+		return nil, fmt.Errorf("-lame-duck %s must be shorter than [shutdown] grace (%s)", opts.LameDuck, cfg.Shutdown.Grace)
+	}
 	log := opts.Logger
 	var logh *LogHandler
 	if log == nil {

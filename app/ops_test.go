@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -827,4 +828,21 @@ func TestRepeatedFailedReloadIsLogged(t *testing.T) {
 		require.Contains(t, out, `msg="configuration reload failed; nothing changed" `+n)
 	}
 	require.NotContains(t, out, "repeated")
+}
+
+func TestRestartOnlyKeys(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "smsgate.toml")
+	require.NoError(t, os.WriteFile(path, []byte(configText("127.0.0.1:2775", "http://127.0.0.1:9/events", "restart:", "")), 0o600))
+	prev, err := CheckConfig(path)
+	require.NoError(t, err)
+	next, err := CheckConfig(path)
+	require.NoError(t, err)
+	require.Empty(t, restartOnly(prev, next))
+
+	next.HTTP.Listen = "127.0.0.1:18081"
+	next.Redis.KeyPrefix = "other:"
+	next.Log.Level = "debug"
+	next.Queue.MaxPerNumber++ // applied by a reload
+	next.Webhook.Workers++
+	require.Equal(t, []string{"http.*", "redis.*", "webhook.workers", "log.*"}, restartOnly(prev, next))
 }

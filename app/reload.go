@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
+	"strings"
 	"time"
 
 	"github.com/smsgate/smsgate/api"
@@ -61,7 +63,39 @@ func (a *App) Reload(ctx context.Context) error {
 	a.reloadTS.SetToCurrentTime()
 	a.reloads.WithLabelValues("success").Inc()
 	a.log.Info("configuration reloaded", "reload", a.reloadSeq, "path", a.opts.ConfigPath, "summary", next.cfg.Summary())
+	if keys := restartOnly(prev.cfg, next.cfg); len(keys) > 0 {
+		a.log.Warn("configuration reload: these keys changed but take effect only at restart; the running daemon keeps the old values",
+			"reload", a.reloadSeq, "keys", strings.Join(keys, ", "))
+	}
 	return nil
+}
+
+// restartOnly lists the keys (or sections) that differ between prev and
+// next and that a reload does not apply (docs/OPERATIONS.md, "Reload").
+func restartOnly(prev, next *config.Config) []string {
+	var keys []string
+	changed := func(key string, differ bool) {
+		if differ {
+			keys = append(keys, key)
+		}
+	}
+	p, n := prev, next
+	changed("http.*", p.HTTP != n.HTTP)
+	changed("metrics.listen", p.Metrics.Listen != n.Metrics.Listen)
+	changed("metrics.pprof", p.Metrics.Pprof != n.Metrics.Pprof)
+	changed("redis.*", !reflect.DeepEqual(p.Redis, n.Redis))
+	changed("queue.buckets", p.Queue.Buckets != n.Queue.Buckets)
+	changed("queue.lease", p.Queue.Lease != n.Queue.Lease)
+	changed("queue.retry_backoff", p.Queue.RetryBackoff != n.Queue.RetryBackoff)
+	changed("queue.max_retry_backoff", p.Queue.MaxRetryBackoff != n.Queue.MaxRetryBackoff)
+	changed("webhook.timeout", p.Webhook.Timeout != n.Webhook.Timeout)
+	changed("webhook.retry_for", p.Webhook.RetryFor != n.Webhook.RetryFor)
+	changed("webhook.min_backoff", p.Webhook.MinBackoff != n.Webhook.MinBackoff)
+	changed("webhook.max_backoff", p.Webhook.MaxBackoff != n.Webhook.MaxBackoff)
+	changed("webhook.workers", p.Webhook.Workers != n.Webhook.Workers)
+	changed("log.*", p.Log != n.Log)
+	changed("simulator.*", p.Simulator != n.Simulator)
+	return keys
 }
 
 // reloadFailed records a failed reload: metric, and one log line per problem

@@ -272,3 +272,15 @@ func TestSIGTERMBinaryDuringBurst(t *testing.T) {
 	require.Greater(t, len(accepted), 40)
 	_ = os.Remove(bin)
 }
+
+// A -lame-duck at least as long as the grace period is refused at start,
+// as [shutdown] lame_duck is: every stop would spend its grace serving and
+// then fail.
+func TestLameDuckFlagNotShorterThanGrace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "smsgate.toml")
+	require.NoError(t, os.WriteFile(path, []byte(configText("127.0.0.1:2775", "http://127.0.0.1:9/events", "lameduck:", "")), 0o600))
+	cfg, err := CheckConfig(path)
+	require.NoError(t, err)
+	_, err = New(Options{ConfigPath: path, LameDuck: cfg.Shutdown.Grace})
+	require.EqualError(t, err, fmt.Sprintf("-lame-duck %s must be shorter than [shutdown] grace (%s)", cfg.Shutdown.Grace, cfg.Shutdown.Grace))
+}
