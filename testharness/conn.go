@@ -3,6 +3,7 @@ package testharness
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -61,10 +62,10 @@ type conn struct {
 	systemID atomic.Pointer[string]
 	gone     atomic.Bool // set first thing in close
 
+	held atomic.Int32 // submit_sm_resp held back by Latency, not yet queued (Faults.MaxWindow)
+
 	// reader goroutine only
-	npdu     int
-	tokens   float64
-	tokensAt time.Time
+	npdu int
 
 	mu       sync.Mutex
 	closed   bool
@@ -155,7 +156,15 @@ func (c *conn) readLoop() {
 		}
 		h := pdu.ParseHeader(hdr)
 		if h.CommandLength < 16 || h.CommandLength > data.MAX_PDU_LEN {
+			// Where the next PDU starts is unknown: say why, then hang up.
 			c.sim.log.Warn("framing lost, closing", "conn", c.id, "command_length", h.CommandLength)
+			c.sim.record(c, h, bytes.Clone(hdr[:]))
+			c.respond(cmdGenericNack, StatusInvCmdLen, uint32(h.SequenceNumber), nil)
+			c.send(nil) // flush, then close
+			select {
+			case <-c.done:
+			case <-time.After(time.Second):
+			}
 			return
 		}
 		frame := make([]byte, h.CommandLength)
@@ -197,7 +206,11 @@ func (c *conn) handle(h pdu.Header, frame []byte) bool {
 	case cmdDeliverSMResp, cmdDataSMResp:
 		c.deliverResponse(int32(seq), uint32(h.CommandID), uint32(h.CommandStatus))
 	case cmdGenericNack:
-		c.deliverResponse(int32(seq), cmdGenericNack, StatusInvCmdID) // a nacked deliver_sm counts as refused
+		status := uint32(h.CommandStatus)
+		if status == StatusOK {
+			status = StatusInvCmdID
+		}
+		c.deliverResponse(int32(seq), cmdGenericNack, status) // a nacked deliver_sm counts as refused
 	case cmdUnbindResp, cmdEnquireLinkResp:
 		// the simulator sends neither; nothing to do
 	default:
@@ -212,7 +225,12 @@ func (c *conn) handle(h pdu.Header, frame []byte) bool {
 func (c *conn) handleBind(f *Faults, seq uint32, frame []byte) {
 	p, err := decodeFrame(frame)
 	if err != nil {
-		c.respond(cmdGenericNack, StatusInvCmdLen, seq, nil)
+		nack, status := bindUndecodable(frame[16:])
+		if nack {
+			c.respond(cmdGenericNack, status, seq, nil)
+		} else {
+			c.respond(binary.BigEndian.Uint32(frame[4:])|cmdResponseBit, status, seq, nil)
+		}
 		return
 	}
 	req := p.(*pdu.BindRequest)
@@ -224,12 +242,16 @@ func (c *conn) handleBind(f *Faults, seq uint32, frame []byte) {
 	switch {
 	case c.bindType.Load() != bindNone:
 		resp.CommandStatus = data.CommandStatusType(StatusAlyBnd)
-	case f.RefuseBinds || req.SystemID != c.sim.opts.SystemID || req.Password != c.sim.opts.Password:
+	case f.RefuseBinds:
 		resp.CommandStatus = data.CommandStatusType(StatusBindFail)
+	case req.SystemID != c.sim.opts.SystemID:
+		resp.CommandStatus = data.CommandStatusType(StatusInvSysID)
+	case req.Password != c.sim.opts.Password:
+		resp.CommandStatus = data.CommandStatusType(StatusInvPaswd)
 	}
 	if resp.CommandStatus != 0 {
 		c.send(marshal(resp))
-		c.sim.log.Info("bind refused", "conn", c.id, "system_id", req.SystemID)
+		c.sim.log.Info("bind refused", "conn", c.id, "system_id", req.SystemID, "status", uint32(resp.CommandStatus))
 		return
 	}
 	bt := map[pdu.BindingType]int32{pdu.Transmitter: bindTX, pdu.Receiver: bindRX, pdu.Transceiver: bindTRX}[req.BindingType]
@@ -252,22 +274,26 @@ func (c *conn) handleSubmit(f *Faults, seq uint32, frame []byte) {
 	raw, rawErr := scanSM(frame[16:])
 	p, err := decodeFrame(frame)
 	if err != nil {
-		if rawErr == nil && raw.esmClass&0x40 != 0 {
-			// well-formed except the UDH: what an SMSC says about a bad UDHI
-			c.respond(cmdSubmitSMResp, StatusInvEsmClass, seq, nil)
-			return
-		}
-		c.respond(cmdGenericNack, StatusInvCmdLen, seq, nil)
+		cmd, status := undecodable(frame[16:], raw, rawErr)
+		c.respond(cmd, status, seq, nil)
 		return
 	}
 	sm := p.(*pdu.SubmitSM)
 	now := time.Now()
+	sysID := *c.systemID.Load()
 
-	status, answer := StatusOK, true
+	valid, expired := checkSubmit(sm, raw, rawErr == nil, now)
+	status, answer, lost, overWindow := StatusOK, true, false, false
 	switch {
-	case sm.DestAddr.Address() == "":
-		status = StatusInvDstAdr
-	case f.MaxTPS > 0 && !c.takeToken(f.MaxTPS, now):
+	case f.MaxWindow > 0 && int(c.held.Load()) >= f.MaxWindow:
+		overWindow = true // answered at once, not held back by Latency
+		status = f.WindowStatus
+		if status == 0 {
+			status = StatusThrottled
+		}
+	case valid != StatusOK:
+		status = valid
+	case f.MaxTPS > 0 && !c.sim.takeToken(sysID, f.MaxTPS, now):
 		status = StatusThrottled
 	case f.NoResponseRate > 0 && rand.Float64() < f.NoResponseRate:
 		answer = false
@@ -276,15 +302,21 @@ func (c *conn) handleSubmit(f *Faults, seq uint32, frame []byte) {
 		if status == 0 {
 			status = StatusSubmitFail
 		}
+	case f.LostResponseRate > 0 && rand.Float64() < f.LostResponseRate:
+		answer, lost = false, true
+	}
+	latency := f.Latency
+	if overWindow || lost {
+		latency = 0
 	}
 	var id string
-	if status == StatusOK {
+	if status == StatusOK && (answer || lost) { // a swallowed submit is never processed
 		id = c.sim.newMessageID()
 	}
 	if c.sim.countSubmit() {
 		sub := Submit{
 			MessageID:          id,
-			SystemID:           *c.systemID.Load(),
+			SystemID:           sysID,
 			Source:             sm.SourceAddr.Address(),
 			Dest:               sm.DestAddr.Address(),
 			ESMClass:           sm.EsmClass,
@@ -293,7 +325,7 @@ func (c *conn) handleSubmit(f *Faults, seq uint32, frame []byte) {
 			At:                 now,
 			Status:             status,
 			Answered:           answer,
-			Latency:            f.Latency,
+			Latency:            latency,
 			Conn:               c.id,
 		}
 		if rawErr == nil {
@@ -308,8 +340,8 @@ func (c *conn) handleSubmit(f *Faults, seq uint32, frame []byte) {
 		}
 		c.sim.recordSubmit(sub)
 	}
-	if !answer {
-		return
+	if !answer && !lost {
+		return // swallowed: never processed
 	}
 	var body []byte
 	if status == StatusOK {
@@ -320,7 +352,11 @@ func (c *conn) handleSubmit(f *Faults, seq uint32, frame []byte) {
 
 	var rcpt *receipt
 	if status == StatusOK && !f.NoReceipts && rawErr == nil {
-		rcpt = newReceipt(sm, raw, id, c.sim.opts.DecimalIDs, now, f)
+		rf := f
+		if expired { // validity_period already past: it expires undelivered
+			rf = &Faults{ReceiptStat: "EXPIRED", ReceiptErr: f.ReceiptErr, ReceiptID: f.ReceiptID}
+		}
+		rcpt = newReceipt(sm, raw, id, c.sim.opts.DecimalIDs, now, rf)
 	}
 	if rcpt != nil && f.ReceiptFirst {
 		// Dispatched before the response is queued: on a transceiver bind
@@ -328,31 +364,21 @@ func (c *conn) handleSubmit(f *Faults, seq uint32, frame []byte) {
 		c.sim.dispatch(rcpt.build(now))
 		rcpt = nil
 	}
-	if f.Latency > 0 {
+	if lost { // processed, but the response never reaches the client
+		c.sim.scheduleReceipt(rcpt)
+		return
+	}
+	if latency > 0 {
+		c.held.Add(1)
 		c.sim.sched.after(f.Latency, func() {
 			c.send(resp)
+			c.held.Add(-1)
 			c.sim.scheduleReceipt(rcpt)
 		})
 		return
 	}
 	c.send(resp)
 	c.sim.scheduleReceipt(rcpt)
-}
-
-// takeToken is a token bucket of MaxTPS tokens/s holding at most max(1, MaxTPS).
-func (c *conn) takeToken(rate float64, now time.Time) bool {
-	burst := max(1, rate)
-	if c.tokensAt.IsZero() {
-		c.tokens = burst
-	} else {
-		c.tokens = min(burst, c.tokens+now.Sub(c.tokensAt).Seconds()*rate)
-	}
-	c.tokensAt = now
-	if c.tokens < 1 {
-		return false
-	}
-	c.tokens--
-	return true
 }
 
 func (c *conn) respond(cmdID, status, seq uint32, body []byte) {
@@ -412,7 +438,7 @@ func (c *conn) deliverResponse(seq int32, cmd, status uint32) {
 			want = cmdDataSMResp
 		}
 		if cmd != want {
-			c.sim.log.Warn("wrong response type to an inbound message, will redeliver", "conn", c.id,
+			c.sim.log.Warn("wrong response type to an inbound message, counted as refused", "conn", c.id,
 				"got", fmt.Sprintf("0x%08X", cmd), "want", fmt.Sprintf("0x%08X", want))
 			status = StatusInvCmdID
 		}
@@ -421,8 +447,8 @@ func (c *conn) deliverResponse(seq int32, cmd, status uint32) {
 		c.sim.deliverResult(true)
 		return
 	}
-	c.sim.log.Debug("deliver_sm refused, will redeliver", "conn", c.id, "status", status)
-	c.sim.sched.after(c.sim.opts.RedeliverDelay, func() { c.sim.dispatch(d) })
+	c.sim.log.Debug("deliver_sm refused", "conn", c.id, "status", status)
+	c.sim.deliverFailed(d, status)
 }
 
 func (c *conn) deliverTimeout(seq int32, d *delivery) {
@@ -433,8 +459,8 @@ func (c *conn) deliverTimeout(seq int32, d *delivery) {
 	}
 	delete(c.inflight, seq)
 	c.mu.Unlock()
-	c.sim.log.Debug("deliver_sm unanswered, will redeliver", "conn", c.id)
-	c.sim.dispatch(d)
+	c.sim.log.Debug("deliver_sm unanswered", "conn", c.id)
+	c.sim.deliverFailed(d, StatusOK)
 }
 
 // encodePDU builds a PDU with the given header and body bytes.

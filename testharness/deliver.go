@@ -26,8 +26,9 @@ const (
 // delivery is one deliver_sm on its way to a receiver bind; it is owned by
 // exactly one place at a time (queue, a connection's in-flight map, a timer).
 type delivery struct {
-	pdu    *pdu.DeliverSM
-	dataSM bool // last sent as a data_sm (SimOptions.DataSM)
+	pdu      *pdu.DeliverSM
+	dataSM   bool // last sent as a data_sm (SimOptions.DataSM)
+	failures int  // failed attempts: refused or unanswered (see Simulator.deliverFailed)
 }
 
 // asDataSM is the data_sm carrying what d carries: the same addresses,
@@ -61,6 +62,7 @@ type smFields struct {
 	regDelivery byte
 	dataCoding  byte
 	sm          []byte // short_message octets, UDH included
+	end         int    // offset in the body just past short_message, where the TLVs start
 }
 
 var errTruncated = errors.New("truncated body")
@@ -116,6 +118,7 @@ func scanSM(body []byte) (smFields, error) {
 		return f, err
 	}
 	f.sm = body[i-n : i : i]
+	f.end = i
 	return f, nil
 }
 

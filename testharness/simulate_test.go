@@ -36,7 +36,7 @@ func TestRunSimulate(t *testing.T) {
 	drained.Go(func() { _, _ = io.Copy(io.Discard, lines) }) // the log follows
 
 	c := dialSim(t, addr)
-	require.Equal(t, StatusBindFail, c.bind(pdu.Transceiver, "smsgate", "secret").status)
+	require.Equal(t, StatusInvSysID, c.bind(pdu.Transceiver, "smsgate", "secret").status)
 	require.Equal(t, StatusOK, c.bind(pdu.Transceiver, "carrier", "pw").status)
 	require.Equal(t, StatusMsgQFul, c.submit("x").status)
 
@@ -56,6 +56,11 @@ func TestRunSimulateBadFlags(t *testing.T) {
 		{"-error-status", "nope"},
 		{"-error-rate", "2"},
 		{"-max-tps", "-1"},
+		{"-max-window", "-1"},
+		{"-window-status", "x"},
+		{"-lost-response-rate", "1.5"},
+		{"-deliver-attempts", "0"},
+		{"-deliver-attempts", "-2"},
 		{"-unknown"},
 		{"extra"},
 		{"-listen", "256.0.0.1:1"},

@@ -3,11 +3,14 @@
 // shaped like httptest), a webhook sink, and Redis helpers.
 //
 // The simulator speaks SMPP through gosmpp's pdu codec only. It checks bind
-// credentials, answers enquire_link, unbind and submit_sm (unique message ids,
-// hex or decimal), emits delivery receipts as deliver_sm to receiver or
-// transceiver binds, injects MO messages (plain, UDH or SAR concatenated),
-// records every PDU it receives, answers what it does not know with
-// generic_nack, and plays scripted faults (see Faults).
+// credentials (ESME_RINVSYSID, ESME_RINVPASWD), answers enquire_link, unbind
+// and submit_sm (unique message ids, hex or decimal) after the checks a real
+// SMSC makes (address TON/NPI, validity_period, message length), emits
+// delivery receipts as deliver_sm to receiver or transceiver binds, injects MO
+// messages (plain, UDH or SAR concatenated), redelivers what the client
+// refuses on a backoff schedule until it gives up (see Dropped), records
+// every PDU it receives, answers what it does not know with generic_nack, and
+// plays scripted faults and limits (see Faults).
 package testharness
 
 import (
@@ -26,18 +29,29 @@ import (
 
 // SMPP command_status values the simulator answers with.
 const (
-	StatusOK          uint32 = 0x00 // ESME_ROK
-	StatusInvCmdLen   uint32 = 0x02 // ESME_RINVCMDLEN
-	StatusInvCmdID    uint32 = 0x03 // ESME_RINVCMDID
-	StatusInvBndSts   uint32 = 0x04 // ESME_RINVBNDSTS
-	StatusAlyBnd      uint32 = 0x05 // ESME_RALYBND
-	StatusInvDstAdr   uint32 = 0x0B // ESME_RINVDSTADR
-	StatusBindFail    uint32 = 0x0D // ESME_RBINDFAIL
-	StatusMsgQFul     uint32 = 0x14 // ESME_RMSGQFUL
-	StatusInvEsmClass uint32 = 0x43 // ESME_RINVESMCLASS
-	StatusSubmitFail  uint32 = 0x45 // ESME_RSUBMITFAIL
-	StatusThrottled   uint32 = 0x58 // ESME_RTHROTTLED
-	StatusXTAppn      uint32 = 0x64 // ESME_RX_T_APPN
+	StatusOK              uint32 = 0x00 // ESME_ROK
+	StatusInvMsgLen       uint32 = 0x01 // ESME_RINVMSGLEN
+	StatusInvCmdLen       uint32 = 0x02 // ESME_RINVCMDLEN
+	StatusInvCmdID        uint32 = 0x03 // ESME_RINVCMDID
+	StatusInvBndSts       uint32 = 0x04 // ESME_RINVBNDSTS
+	StatusAlyBnd          uint32 = 0x05 // ESME_RALYBND
+	StatusInvDstAdr       uint32 = 0x0B // ESME_RINVDSTADR
+	StatusBindFail        uint32 = 0x0D // ESME_RBINDFAIL
+	StatusInvPaswd        uint32 = 0x0E // ESME_RINVPASWD
+	StatusInvSysID        uint32 = 0x0F // ESME_RINVSYSID
+	StatusMsgQFul         uint32 = 0x14 // ESME_RMSGQFUL
+	StatusInvEsmClass     uint32 = 0x43 // ESME_RINVESMCLASS
+	StatusSubmitFail      uint32 = 0x45 // ESME_RSUBMITFAIL
+	StatusInvSrcTON       uint32 = 0x48 // ESME_RINVSRCTON
+	StatusInvSrcNPI       uint32 = 0x49 // ESME_RINVSRCNPI
+	StatusInvDstTON       uint32 = 0x50 // ESME_RINVDSTTON
+	StatusInvDstNPI       uint32 = 0x51 // ESME_RINVDSTNPI
+	StatusThrottled       uint32 = 0x58 // ESME_RTHROTTLED
+	StatusInvExpiry       uint32 = 0x62 // ESME_RINVEXPIRY
+	StatusXTAppn          uint32 = 0x64 // ESME_RX_T_APPN
+	StatusXPAppn          uint32 = 0x65 // ESME_RX_P_APPN
+	StatusXRAppn          uint32 = 0x66 // ESME_RX_R_APPN
+	StatusInvOptParStream uint32 = 0xC0 // ESME_RINVOPTPARSTREAM
 )
 
 // Defaults of SimOptions.
@@ -47,7 +61,13 @@ const (
 	DefaultPassword       = "secret"
 	DefaultRecordLimit    = 100000
 	DefaultRedeliverDelay = 200 * time.Millisecond
-	DefaultDeliverTimeout = 10 * time.Second
+	// DefaultRedeliverMaxDelay caps the growing delay between deliveries
+	// of a deliver_sm the client keeps refusing.
+	DefaultRedeliverMaxDelay = 5 * time.Second
+	// DefaultDeliverAttempts is how many failed attempts (refused or
+	// unanswered) a deliver_sm gets before the simulator drops it.
+	DefaultDeliverAttempts = 50
+	DefaultDeliverTimeout  = 10 * time.Second
 )
 
 // SimOptions configures a Simulator. Zero values take the documented defaults.
@@ -61,10 +81,22 @@ type SimOptions struct {
 	ReceiptDelay time.Duration
 	// DecimalIDs makes message ids decimal instead of lowercase hex.
 	DecimalIDs bool
-	// RedeliverDelay is how long a deliver_sm refused by the client (non-zero
-	// status or generic_nack) or lost with its connection waits before it is
-	// delivered again. Default 200ms.
+	// RedeliverDelay is how long a deliver_sm lost with its connection, or
+	// refused by the client for the first time, waits before it is
+	// delivered again. Default 200ms. Each further refusal doubles the
+	// delay, up to RedeliverMaxDelay. A refusal with ESME_RX_P_APPN or
+	// ESME_RX_R_APPN is final: the deliver_sm is dropped at once (see
+	// Dropped). Any other non-zero status, a generic_nack or a wrong
+	// response type is transient.
 	RedeliverDelay time.Duration
+	// RedeliverMaxDelay caps the growing delay between refusals. Default
+	// DefaultRedeliverMaxDelay (5s); never below RedeliverDelay.
+	RedeliverMaxDelay time.Duration
+	// DeliverAttempts is how many failed attempts (refused or unanswered
+	// within DeliverTimeout) a deliver_sm gets before it is dropped.
+	// Deliveries lost with their connection do not count. 0 means
+	// DefaultDeliverAttempts (50); negative never gives up.
+	DeliverAttempts int
 	// DeliverTimeout is how long the simulator waits for deliver_sm_resp
 	// before it delivers again. Default 10s.
 	DeliverTimeout time.Duration
@@ -73,8 +105,8 @@ type SimOptions struct {
 	// payload) instead of deliver_sm, as some SMSCs do; it expects
 	// data_sm_resp back.
 	DataSM bool
-	// RecordLimit caps how many PDUs Received and how many submits Submits
-	// keep (counts go on). 0 means DefaultRecordLimit; negative records none.
+	// RecordLimit caps how many PDUs Received, how many submits Submits and
+	// how many deliveries Dropped keep (counts go on). 0 means DefaultRecordLimit; negative records none.
 	RecordLimit int
 	// Faults is the initial fault script (see SetFaults).
 	Faults Faults
@@ -84,19 +116,39 @@ type SimOptions struct {
 
 // Faults scripts misbehaviour. The zero value is a well-behaved SMSC.
 type Faults struct {
-	Latency        time.Duration // delay before each submit_sm_resp
-	ErrorRate      float64       // fraction of submit_sm answered with ErrorStatus
-	ErrorStatus    uint32        // e.g. 0x58 ESME_RTHROTTLED, 0x14 ESME_RMSGQFUL, 0x45 ESME_RSUBMITFAIL (0 = 0x45)
-	NoResponseRate float64       // fraction of submit_sm never answered
+	Latency     time.Duration // delay before each submit_sm_resp
+	ErrorRate   float64       // fraction of submit_sm answered with ErrorStatus
+	ErrorStatus uint32        // e.g. 0x58 ESME_RTHROTTLED, 0x14 ESME_RMSGQFUL, 0x45 ESME_RSUBMITFAIL (0 = 0x45)
+	// NoResponseRate is the fraction of submit_sm swallowed: never
+	// answered and never processed (no message id, no receipt), as an SMSC
+	// that hangs on a request would.
+	NoResponseRate float64
+	// LostResponseRate is the fraction of submit_sm accepted and processed
+	// (message id, delivery receipt as usual) whose submit_sm_resp is lost
+	// on the way back: the client sees no response, then a receipt for an
+	// id it never learnt. This is what a lost response usually means on
+	// real links. Applied after NoResponseRate and ErrorRate decided
+	// nothing else.
+	LostResponseRate float64
 	// DropAfterPDUs closes a connection when it has received N PDUs: the N-th
 	// is recorded but not answered (0 = never).
 	DropAfterPDUs int
-	RefuseBinds   bool    // answer binds with ESME_RBINDFAIL
-	SilentBind    bool    // accept TCP, never answer the bind
-	MaxTPS        float64 // per-bind submit_sm/s (token bucket, burst max(1, MaxTPS)) above which ESME_RTHROTTLED is answered
-	ReceiptStat   string  // stat of receipts: "" = DELIVRD; UNDELIV, REJECTD, EXPIRED, DELETED, UNKNOWN, ACCEPTD
-	ReceiptErr    string  // err: field, default "000"; also sent as network_error_code
-	NoReceipts    bool    // never send delivery receipts
+	RefuseBinds   bool // answer binds with ESME_RBINDFAIL
+	SilentBind    bool // accept TCP, never answer the bind
+	// MaxTPS is the submit_sm/s per account (system_id, across all its
+	// binds) above which ESME_RTHROTTLED is answered: a token bucket with a
+	// burst of max(1, MaxTPS) that a reconnect does not refill.
+	MaxTPS float64
+	// MaxWindow is how many submit_sm a bind may have waiting for their
+	// response (held back by Latency); beyond it a submit_sm is answered at
+	// once with WindowStatus. 0 = no limit.
+	MaxWindow int
+	// WindowStatus is the command_status for a submit_sm over MaxWindow;
+	// 0 means 0x58 ESME_RTHROTTLED (0x14 ESME_RMSGQFUL is the other usual one).
+	WindowStatus uint32
+	ReceiptStat  string // stat of receipts: "" = DELIVRD; UNDELIV, REJECTD, EXPIRED, DELETED, UNKNOWN, ACCEPTD
+	ReceiptErr   string // err: field, default "000"; also sent as network_error_code
+	NoReceipts   bool   // never send delivery receipts
 	// ReceiptFirst sends each receipt before its submit_sm_resp, as some
 	// SMSCs do under load (ReceiptDelay is then ignored).
 	ReceiptFirst bool
@@ -131,9 +183,21 @@ type Submit struct {
 	ValidityPeriod     string
 	At                 time.Time
 	Status             uint32        // command_status decided for the response
-	Answered           bool          // false when the NoResponseRate fault swallowed it
+	Answered           bool          // false when NoResponseRate swallowed it (MessageID "") or LostResponseRate lost its response (MessageID set)
 	Latency            time.Duration // how long the response was held back (the Latency fault in force when it arrived)
 	Conn               int           // connection number (1-based, accept order)
+}
+
+// DroppedDelivery is a deliver_sm (MO part or delivery receipt) the
+// simulator gave up on.
+type DroppedDelivery struct {
+	Source, Dest string
+	Receipt      bool   // a delivery receipt (esm_class 0x04), else an MO part
+	MessageID    string // the receipted message id of a receipt, else ""
+	Status       uint32 // command_status of the last refusal; 0 when the last attempt was unanswered
+	Attempts     int    // failed attempts, the last included
+	Reason       string // "permanent" (ESME_RX_P_APPN or ESME_RX_R_APPN) or "attempts" (DeliverAttempts reached)
+	At           time.Time
 }
 
 // RecordedPDU is one PDU as received, including ones that did not parse.
@@ -178,6 +242,9 @@ type Simulator struct {
 	submitN     int
 	delivered   int
 	deliverSent int
+	dropped     []DroppedDelivery
+	droppedN    int
+	buckets     map[string]*tokenBucket // MaxTPS per system_id
 }
 
 // NewSimulator starts a simulator; it is listening when NewSimulator returns.
@@ -194,6 +261,13 @@ func NewSimulator(opts SimOptions) (*Simulator, error) {
 	if opts.RedeliverDelay <= 0 {
 		opts.RedeliverDelay = DefaultRedeliverDelay
 	}
+	if opts.RedeliverMaxDelay <= 0 {
+		opts.RedeliverMaxDelay = DefaultRedeliverMaxDelay
+	}
+	opts.RedeliverMaxDelay = max(opts.RedeliverMaxDelay, opts.RedeliverDelay)
+	if opts.DeliverAttempts == 0 {
+		opts.DeliverAttempts = DefaultDeliverAttempts
+	}
 	if opts.DeliverTimeout <= 0 {
 		opts.DeliverTimeout = DefaultDeliverTimeout
 	}
@@ -209,11 +283,12 @@ func NewSimulator(opts SimOptions) (*Simulator, error) {
 		return nil, fmt.Errorf("simulator: listen: %w", err)
 	}
 	s := &Simulator{
-		opts:  opts,
-		log:   log.With("component", "smsc-simulator"),
-		ln:    ln,
-		sched: newScheduler(),
-		conns: make(map[*conn]struct{}),
+		opts:    opts,
+		log:     log.With("component", "smsc-simulator"),
+		ln:      ln,
+		sched:   newScheduler(),
+		conns:   make(map[*conn]struct{}),
+		buckets: make(map[string]*tokenBucket),
 	}
 	f := opts.Faults
 	s.faults.Store(&f)
@@ -331,6 +406,21 @@ func (s *Simulator) DeliverSentCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.deliverSent
+}
+
+// Dropped returns the deliver_sm the simulator gave up on (refused for good
+// or out of attempts; at most RecordLimit), in the order it gave up.
+func (s *Simulator) Dropped() []DroppedDelivery {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]DroppedDelivery(nil), s.dropped...)
+}
+
+// DroppedCount returns how many deliver_sm the simulator gave up on, recorded or not.
+func (s *Simulator) DroppedCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.droppedN
 }
 
 // PendingDeliveries returns how many deliver_sm wait for a receiver bind.

@@ -26,8 +26,9 @@ func TestBind(t *testing.T) {
 		{"transmitter", pdu.Transmitter, "smsgate", "secret", 0x80000002, StatusOK},
 		{"receiver", pdu.Receiver, "smsgate", "secret", 0x80000001, StatusOK},
 		{"transceiver", pdu.Transceiver, "smsgate", "secret", 0x80000009, StatusOK},
-		{"bad password", pdu.Transceiver, "smsgate", "wrong", 0x80000009, StatusBindFail},
-		{"bad system id", pdu.Transmitter, "other", "secret", 0x80000002, StatusBindFail},
+		{"bad password", pdu.Transceiver, "smsgate", "wrong", 0x80000009, StatusInvPaswd},
+		{"bad system id", pdu.Transmitter, "other", "secret", 0x80000002, StatusInvSysID},
+		{"bad system id and password", pdu.Receiver, "other", "wrong", 0x80000001, StatusInvSysID},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -55,7 +56,8 @@ func TestBind(t *testing.T) {
 func TestCustomCredentials(t *testing.T) {
 	sim := startSim(t, SimOptions{SystemID: "acme", Password: "pw1"})
 	c := dialSim(t, sim.Addr())
-	require.Equal(t, StatusBindFail, c.bind(pdu.Transceiver, "smsgate", "secret").status)
+	require.Equal(t, StatusInvSysID, c.bind(pdu.Transceiver, "smsgate", "secret").status)
+	require.Equal(t, StatusInvPaswd, c.bind(pdu.Transceiver, "acme", "secret").status)
 	require.Equal(t, StatusOK, c.bind(pdu.Transceiver, "acme", "pw1").status)
 }
 
@@ -525,7 +527,11 @@ func TestFramingLostClosesConnection(t *testing.T) {
 		var hdr [16]byte
 		binary.BigEndian.PutUint32(hdr[:], n)
 		binary.BigEndian.PutUint32(hdr[4:], cmdEnquireLink)
+		binary.BigEndian.PutUint32(hdr[12:], 42)
 		c.writeRaw(hdr[:])
+		rx := c.expect(cmdGenericNack, wait)
+		require.Equal(t, StatusInvCmdLen, rx.status, "command_length %d", n)
+		require.Equal(t, uint32(42), rx.seq)
 		c.expectClosed(wait)
 		require.Eventually(t, func() bool { return sim.ActiveBinds() == 0 }, wait, 5*time.Millisecond)
 	}
@@ -658,12 +664,19 @@ func TestFaults(t *testing.T) {
 		require.Equal(t, 20, ok+thr)
 		require.GreaterOrEqual(t, ok, 5, "a burst of MaxTPS is allowed")
 		require.LessOrEqual(t, ok, 5+slack, "then it throttles")
-		ok, _, _ = count(b, 5)
-		require.Equal(t, 5, ok, "the limit is per bind")
+		ok, _, slack = count(b, 5)
+		require.LessOrEqual(t, ok, slack, "the limit is per account: the second bind shares the bucket")
 		time.Sleep(400 * time.Millisecond) // refills ~2 tokens
 		ok, _, slack = count(a, 5)
 		require.GreaterOrEqual(t, ok, 2)
 		require.LessOrEqual(t, ok, 2+slack)
+
+		// A reconnect does not refill the account's bucket.
+		a.close()
+		c := dialSim(t, sim.Addr())
+		c.mustBind(pdu.Transmitter)
+		ok, _, slack = count(c, 5)
+		require.LessOrEqual(t, ok, slack, "a new bind of the same account starts with what is left")
 	})
 }
 

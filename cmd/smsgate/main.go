@@ -38,7 +38,8 @@ Flags of serve:
 
 Flags of simulate:
   -listen ADDR (127.0.0.1:2775)  -system-id ID (smsgate)  -password PW (secret)
-  -receipt-delay D  -decimal-ids  -data-sm  -max-tps N  -error-rate F  -error-status 0x45
+  -receipt-delay D  -decimal-ids  -data-sm  -max-tps N  -max-window N  -window-status 0x58
+  -error-rate F  -error-status 0x45  -lost-response-rate F  -deliver-attempts N (50)
 
 Signals while serving: SIGHUP reloads the configuration (a bad file changes
 nothing, see smsgate_config_last_reload_successful); SIGTERM or SIGINT drain
