@@ -46,7 +46,8 @@ nothing, see smsgate_config_last_reload_successful); SIGTERM or SIGINT drain
 and stop within [shutdown] grace (readiness fails first, the SMPP window in
 flight finishes, binds unbind); a second SIGTERM/SIGINT exits at once.
 
-Exit status: 0 after a clean stop, 1 on error, 2 on bad flags.
+Exit status: 0 after a clean stop, 1 on error, 2 on an unknown command, bad
+flags or extra arguments.
 Operations guide: docs/OPERATIONS.md.
 `
 
@@ -89,13 +90,16 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "hash-key":
 		return hashKey(args, stdin, stdout, stderr)
 	case "simulate":
-		return testharness.RunSimulate(ctx, args, stdout)
+		if err := testharness.RunSimulate(ctx, args, stdout); !errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return nil // -h: the flags were printed
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:
-		fmt.Fprint(stderr, usage)
-		return fmt.Errorf("unknown command %q", cmd)
+		fmt.Fprintf(stderr, "smsgate: unknown command %q; the commands are serve, check-config, hash-key, simulate and help (smsgate help)\n", cmd)
+		return exitCode(2)
 	}
 }
 
@@ -174,6 +178,10 @@ func checkConfig(args []string, stdout, stderr io.Writer) error {
 		}
 		return exitCode(2)
 	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "check-config: unexpected argument %q; name the file with -config FILE\n", fs.Arg(0))
+		return exitCode(2)
+	}
 	cfg, err := app.CheckConfig(*path)
 	if err != nil {
 		var verr *config.ValidationError
@@ -197,6 +205,15 @@ func hashKey(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 			return nil
 		}
 		return exitCode(2)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "hash-key reads the key from standard input, not from arguments (they would stay in the shell history): echo -n \"$KEY\" | smsgate hash-key")
+		return exitCode(2)
+	}
+	if f, ok := stdin.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			fmt.Fprint(stderr, "API key or admin token (then Enter): ")
+		}
 	}
 	line, err := bufio.NewReader(stdin).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {

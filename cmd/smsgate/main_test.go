@@ -91,3 +91,33 @@ func TestUnknownCommand(t *testing.T) {
 	require.ErrorContains(t, err, `unknown command "frobnicate"`)
 	require.Contains(t, stderr, "Usage:")
 }
+
+// Usage mistakes exit 2 with a line saying what to do; -h exits 0.
+func TestUsageMistakes(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		stdin  string
+		args   []string
+		code   exitCode
+		stderr string
+	}{
+		{"unknown command", "", []string{"serv"}, 2, `unknown command "serv"; the commands are serve, check-config, hash-key, simulate and help`},
+		{"check-config with the file as an argument", "", []string{"check-config", "smsgate.toml"}, 2, `check-config: unexpected argument "smsgate.toml"; name the file with -config FILE`},
+		{"check-config with an extra argument", "", []string{"check-config", "-config", "../../smsgate.example.toml", "extra"}, 2, `unexpected argument "extra"`},
+		{"hash-key with the key as an argument", "other", []string{"hash-key", "dev-key-acme"}, 2, "hash-key reads the key from standard input"},
+		{"simulate -h", "", []string{"simulate", "-h"}, 0, ""},
+		{"check-config -h", "", []string{"check-config", "-h"}, 0, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, errOut, err := runCmd(t, tc.stdin, tc.args...)
+			if tc.code == 0 {
+				require.NoError(t, err)
+				return
+			}
+			var ec exitCode
+			require.True(t, errors.As(err, &ec), "%v", err)
+			require.Equal(t, tc.code, ec)
+			require.Contains(t, errOut, tc.stderr)
+		})
+	}
+}
