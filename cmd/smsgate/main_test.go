@@ -86,12 +86,6 @@ func TestHashKey(t *testing.T) {
 	}
 }
 
-func TestUnknownCommand(t *testing.T) {
-	_, stderr, err := runCmd(t, "", "frobnicate")
-	require.ErrorContains(t, err, `unknown command "frobnicate"`)
-	require.Contains(t, stderr, "Usage:")
-}
-
 // Usage mistakes exit 2 with a line saying what to do; -h exits 0.
 func TestUsageMistakes(t *testing.T) {
 	for _, tc := range []struct {
