@@ -393,6 +393,13 @@ func (a *App) MetricsAddr() string { return a.metricsL.Addr().String() }
 // Simulator is the embedded simulator, or nil when it is not enabled.
 func (a *App) Simulator() *testharness.Simulator { return a.sim }
 
+// Config is the configuration in force (it changes on reload; do not modify).
+func (a *App) Config() *config.Config { return a.state.Load().cfg }
+
+// Logger is the daemon's logger (its handler masks numbers and
+// de-duplicates repeats); components add their own component attribute.
+func (a *App) Logger() *slog.Logger { return a.root }
+
 // Start runs every component in the background.
 func (a *App) Start() {
 	ctx, cancel := context.WithCancel(context.Background())

@@ -10,10 +10,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/smsgate/smsgate/app"
 	"github.com/smsgate/smsgate/config"
@@ -136,9 +140,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// go-redis logs its own connection troubles through a process-wide
+	// logger; route them into the daemon's (format, masking, de-duplication).
+	redis.SetLogger(redisLogger{a.Logger().With("component", "redis")})
 	a.Start()
 	if sim := a.Simulator(); sim != nil {
-		fmt.Fprintf(stderr, "\n%s\n\n", devBanner(a))
+		fmt.Fprintf(stderr, "\n%s\n\n", devBanner("http://"+a.APIAddr(), "http://"+a.MetricsAddr(), a.Config()))
 	}
 
 	hup := make(chan os.Signal, 1)
@@ -155,19 +162,52 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 }
 
-// devBanner tells a newcomer how to send a message to the embedded carrier
-// and where the receipt will show up.
-func devBanner(a *app.App) string {
-	api := "http://" + a.APIAddr()
-	return strings.Join([]string{
-		"smsgate is running with the embedded store and an embedded simulator carrier.",
-		"Send a message:",
-		"  curl -s " + api + "/v1/messages -H 'Authorization: Bearer dev-key-acme' \\",
-		`    -H 'Content-Type: application/json' -d '{"from":"+15550001111","to":"+15557654321","text":"Hello from smsgate"}'`,
-		"Watch its status events and the delivery receipt: " + api + "/dev/ (JSON: " + api + "/dev/events)",
-		"Metrics: http://" + a.MetricsAddr() + "/metrics",
-	}, "\n")
+// redisLogger writes go-redis's log lines as warnings of the daemon's log.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.log.Warn(strings.TrimPrefix(fmt.Sprintf(format, v...), "redis: "))
 }
+
+// devBanner tells a newcomer running with the simulator how to send a
+// message to it and where the receipt will show up, from the configuration:
+// the first org's first registered number, and the example's API key when
+// the org accepts it.
+func devBanner(api, metrics string, cfg *config.Config) string {
+	store := "Redis at " + cfg.Redis.Addr
+	switch {
+	case cfg.Redis.Embedded():
+		store = "the embedded store"
+	case len(cfg.Redis.Cluster) > 0:
+		store = "a Redis Cluster"
+	}
+	lines := []string{"smsgate is running with " + store + " and an embedded simulator carrier."}
+	from, key := "", "<your API key>"
+	if len(cfg.Orgs) > 0 {
+		o := cfg.Orgs[0]
+		for _, n := range o.Numbers {
+			if n.Registered {
+				from = n.E164
+				break
+			}
+		}
+		if slices.Contains(o.APIKeySHA256, config.HashKey(exampleAPIKey)) {
+			key = exampleAPIKey
+		}
+	}
+	if from != "" {
+		lines = append(lines, "Send a message:",
+			"  curl -s "+api+"/v1/messages -H 'Authorization: Bearer "+key+"' \\",
+			`    -H 'Content-Type: application/json' -d '{"from":"`+from+`","to":"+15557654321","text":"Hello from smsgate"}'`)
+	}
+	lines = append(lines,
+		"Watch its status events and the delivery receipt: "+api+"/dev/ (JSON: "+api+"/dev/events)",
+		"Metrics: "+metrics+"/metrics")
+	return strings.Join(lines, "\n")
+}
+
+// exampleAPIKey is the API key of smsgate.example.toml's org.
+const exampleAPIKey = "dev-key-acme"
 
 func checkConfig(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("check-config", stderr)

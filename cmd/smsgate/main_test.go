@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/smsgate/smsgate/app"
 	"github.com/smsgate/smsgate/config"
 )
 
@@ -114,4 +115,22 @@ func TestUsageMistakes(t *testing.T) {
 			require.Contains(t, errOut, tc.stderr)
 		})
 	}
+}
+
+func TestDevBanner(t *testing.T) {
+	example, err := app.CheckConfig("../../smsgate.example.toml")
+	require.NoError(t, err)
+	b := devBanner("http://127.0.0.1:8080", "http://127.0.0.1:9090", example)
+	require.Contains(t, b, "running with the embedded store and an embedded simulator carrier")
+	require.Contains(t, b, "Bearer dev-key-acme")
+	require.Contains(t, b, `"from":"+15550001111"`)
+
+	other := *example
+	other.Redis.Addr = "127.0.0.1:6379"
+	other.Orgs = []config.Org{{ID: "beta", APIKeySHA256: []string{config.HashKey("another-key")},
+		Numbers: []config.Number{{E164: "+15550009999", Registered: false}, {E164: "+15550008888", Registered: true}}}}
+	b = devBanner("http://127.0.0.1:8080", "http://127.0.0.1:9090", &other)
+	require.Contains(t, b, "running with Redis at 127.0.0.1:6379")
+	require.Contains(t, b, "Bearer <your API key>")
+	require.Contains(t, b, `"from":"+15550008888"`)
 }
