@@ -294,7 +294,7 @@ func (s *Server) routes() http.Handler {
 				Message: r.URL.Path + " does not take " + r.Method + "; use " + strings.Join(allow, " or ") + "."})
 			return
 		}
-		writeError(w, notFound("No such endpoint: "+r.Method+" "+r.URL.Path+". See API.md for the routes."))
+		writeError(w, notFound("No such endpoint: "+r.Method+" "+r.URL.Path+". See docs/API.md (and docs/OPERATIONS.md for admin routes) for the routes."))
 	})
 	return mux
 }
