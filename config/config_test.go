@@ -382,12 +382,14 @@ func TestEnvSecrets(t *testing.T) {
 			[]string{`carrier[0].bind[0].password_env: environment variable "` + unset + `" is not set`}},
 		{"empty", "[redis]\npassword_env = \"SMSGATE_T_EMPTY\"\n" + string(base),
 			[]string{`redis.password_env: environment variable "SMSGATE_T_EMPTY" is empty`}},
+		{"the secret itself instead of a variable name", "[webhook]\nsecret_env = \"my-webhook-secret-value\"\n" + string(base),
+			[]string{`webhook.secret_env: must name an environment variable (letters, digits and _, not starting with a digit), not hold the secret itself`}},
 		{"both", "[webhook]\nsecret = \"x\"\nsecret_env = \"SMSGATE_T_WEBHOOK\"\n" + string(base),
 			[]string{`webhook.secret_env: cannot be used together with secret`}},
 		{"org unset", strings.Replace(string(base), orgLine, orgLine+"webhook_secret_env = \""+unset+"\"\n", 1),
 			[]string{`org[0].webhook_secret_env: environment variable "` + unset + `" is not set`}},
 		{"admin value checked", "[admin]\ntoken_sha256_env = \"SMSGATE_T_REDIS\"\n" + string(base),
-			[]string{`admin.token_sha256: must be 64 hex characters (a SHA-256; see smsgate hash-key)`}},
+			[]string{`admin.token_sha256: must be 64 hex characters; it was read from the environment variable "SMSGATE_T_REDIS", which must hold the token's SHA-256 (smsgate hash-key), not the token`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.doc))

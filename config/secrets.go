@@ -43,6 +43,11 @@ func (c *Config) resolveSecrets(lookup func(string) (string, bool)) []Problem {
 			problems = append(problems, Problem{envPath, fmt.Sprintf("cannot be used together with %s", s.key)})
 			continue
 		}
+		if !envName(s.env) {
+			// Most likely the secret itself: do not repeat it in the error.
+			problems = append(problems, Problem{envPath, "must name an environment variable (letters, digits and _, not starting with a digit), not hold the secret itself"})
+			continue
+		}
 		v, ok := lookup(s.env)
 		switch {
 		case !ok:
@@ -54,4 +59,15 @@ func (c *Config) resolveSecrets(lookup func(string) (string, bool)) []Problem {
 		}
 	}
 	return problems
+}
+
+// envName reports whether s is a portable environment variable name.
+func envName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return s != ""
 }

@@ -183,7 +183,9 @@ func (c *Config) problems() []Problem {
 		v.add("metrics.listen", "same address as http.listen")
 	}
 
-	if c.Admin.TokenSHA256 != "" {
+	if c.Admin.TokenSHA256 != "" && !sha256RE.MatchString(c.Admin.TokenSHA256) && c.Admin.TokenSHA256Env != "" {
+		v.add("admin.token_sha256", "must be 64 hex characters; it was read from the environment variable %q, which must hold the token's SHA-256 (smsgate hash-key), not the token", c.Admin.TokenSHA256Env)
+	} else if c.Admin.TokenSHA256 != "" {
 		v.sha256("admin.token_sha256", c.Admin.TokenSHA256)
 	}
 
