@@ -115,7 +115,7 @@ func (s *Server) prepare(st *State, oe *orgEntry, body []byte) (prepared, *Error
 	ne := st.numbers[req.From]
 	if ne == nil || ne.org != oe {
 		return p, &Error{Status: http.StatusForbidden, Code: CodeSenderNotAllowed, Field: "from",
-			Message: fmt.Sprintf("%s is not one of the numbers of organisation %q; send from one of its numbers (GET /admin/numbers lists them).", req.From, oe.org.ID)}
+			Message: fmt.Sprintf("%s is not one of the numbers of organisation %q; send from one of its numbers (your operator can list them).", req.From, oe.org.ID)}
 	}
 	p.sender = ne
 	p.verdict = compliance.Check(compliance.Outbound{

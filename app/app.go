@@ -339,7 +339,7 @@ func New(opts Options) (_ *App, err error) {
 		Registerer:  regs,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("api: %w", err)
+		return nil, err // "api: listen …" already
 	}
 
 	a.metricsL, err = net.Listen("tcp", cfg.Metrics.Listen)

@@ -323,7 +323,11 @@ func (p *Pool) Update(c config.Carrier) error {
 			}
 		})
 	}
-	p.log.Info("smpp carrier updated", "binds", len(next), "started", len(started), "retired", len(retired))
+	level := slog.LevelInfo
+	if len(started) == 0 && len(retired) == 0 {
+		level = slog.LevelDebug // a reload or lease round that changed nothing here
+	}
+	p.log.Log(context.Background(), level, "smpp carrier updated", "binds", len(next), "started", len(started), "retired", len(retired))
 	return nil
 }
 
