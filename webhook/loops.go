@@ -119,7 +119,13 @@ const maxBlock = time.Second
 // left pending by dead consumers.
 func (d *Dispatcher) readLoop(ctx context.Context) {
 	for _, st := range d.opts.Streams {
-		d.readPending(ctx, st)
+		// Retried while Redis fails: these entries would otherwise wait
+		// ClaimIdle for autoClaim.
+		for n := 1; !d.readPending(ctx, st); n++ {
+			if !sleep(ctx, d.startupDelay(n)) {
+				return
+			}
+		}
 	}
 	rd := d.newReader(ctx)
 	defer rd.close()
@@ -433,27 +439,41 @@ func flatten(res []redis.XStream) []streamMsg {
 }
 
 // readPending re-reads entries delivered to this consumer but never acked.
-func (d *Dispatcher) readPending(ctx context.Context, st string) {
+// It reports false when Redis failed before it was done (it logged the
+// error); entries read before are with the scheduler, so reading again from
+// the start is harmless.
+func (d *Dispatcher) readPending(ctx context.Context, st string) bool {
 	start := "0"
 	for ctx.Err() == nil {
 		if d.waitRoom(ctx) <= 0 {
-			return
+			return true
 		}
 		res, err := d.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
 			Group: d.opts.Group, Consumer: d.opts.Consumer, Streams: []string{st, start},
 			Count: int64(d.opts.ReadCount), Block: -1,
 		}).Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
+			if ctx.Err() != nil {
+				return true
+			}
 			d.logErr("read", fmt.Errorf("xreadgroup pending: %w", err))
-			return
+			if strings.Contains(err.Error(), "NOGROUP") {
+				// The stream was deleted since Run created its group.
+				if err := d.createGroups(ctx); err != nil && ctx.Err() == nil {
+					d.logErr("read", err)
+				}
+			}
+			return false
 		}
+		d.clearErr("read")
 		msgs := flatten(res)
 		if len(msgs) == 0 {
-			return
+			return true
 		}
 		d.enqueue(ctx, msgs)
 		start = msgs[len(msgs)-1].msg.ID
 	}
+	return true
 }
 
 // autoClaim takes over entries pending longer than ClaimIdle on any consumer

@@ -17,6 +17,12 @@
 // their RetryFor horizon does not start before they are attempted. An org
 // without a webhook (the Resolver says no) gets its events stored as dead
 // letters with the reason "no webhook configured", never silently dropped.
+//
+// Every failed attempt is logged (warn). A webhook URL is POSTed to whole, but
+// shown redacted everywhere else — logs, stored errors, Redis records, dead
+// letters: its password and query-string values become "***" (redactURL).
+// Redis may be down when Run starts: Run retries its set-up until Redis
+// answers.
 package webhook
 
 import (
@@ -244,16 +250,38 @@ func (d *Dispatcher) openFor(streak int) time.Duration {
 	return b - half + d.randN(half+1)
 }
 
+// maxStartupBackoff caps the wait between tries of a Redis step the
+// dispatcher cannot run without (creating its consumer groups).
+const maxStartupBackoff = 5 * time.Second
+
+// startupDelay is the wait after the n-th failed try of a start-up step:
+// PollInterval doubling up to maxStartupBackoff, with equal jitter (between
+// half and all of it), so daemons started together do not retry in step.
+func (d *Dispatcher) startupDelay(n int) time.Duration {
+	b := min(d.opts.PollInterval, maxStartupBackoff)
+	for i := 1; i < n && b < maxStartupBackoff; i++ {
+		b *= 2
+	}
+	b = min(b, maxStartupBackoff)
+	half := b / 2
+	return b - half + d.randN(half+1)
+}
+
 // Run consumes the streams and delivers until ctx is done. Requests in flight
 // then finish (bounded by Timeout); everything else stays in Redis (pending
 // stream entries, retry sets) for the next Run or another daemon.
+//
+// Redis may be unreachable when Run starts: Run then retries its set-up
+// (creating the consumer groups) with capped, jittered backoff, logging and
+// counting each failure, until it succeeds or ctx is done. It returns an
+// error only when called while already running.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	if !d.running.CompareAndSwap(false, true) {
 		return errors.New("webhook: Run called twice")
 	}
 	defer d.running.Store(false)
-	if err := d.createGroups(ctx); err != nil {
-		return err
+	if !d.setUp(ctx) {
+		return nil // ctx done before Redis answered: nothing was started
 	}
 	d.acks = make(chan ackItem, 4*ackBatch) // room for what gathers while ackLoop lingers
 	var ackWG sync.WaitGroup
@@ -283,6 +311,29 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	close(d.acks)
 	ackWG.Wait()
 	return nil
+}
+
+// setUp creates the consumer groups, trying again after startupDelay while
+// Redis fails (it may be down, or still loading, when the daemon starts). It
+// reports false when ctx is done first.
+func (d *Dispatcher) setUp(ctx context.Context) bool {
+	for n := 1; ; n++ {
+		err := d.createGroups(ctx)
+		if err == nil {
+			if n > 1 {
+				d.log.Info("webhook dispatcher started", "failed_tries", n-1)
+			}
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		d.m.redisErrors.Inc()
+		d.log.Warn("webhook dispatcher cannot start, retrying", "attempt", n, "err", err)
+		if !sleep(ctx, d.startupDelay(n)) {
+			return false
+		}
+	}
 }
 
 // createGroups creates the consumer group (and the stream) where missing.
@@ -355,7 +406,10 @@ func (d *Dispatcher) attempt(ctx context.Context, j *job) {
 	if j.first.IsZero() {
 		j.first = start // the RetryFor horizon starts here, at the first POST
 	}
-	j.rec.URL = j.target.URL
+	if j.tgt == nil { // resolve sets it; a job built elsewhere may lack it
+		j.tgt = d.targets.get(j.target.URL)
+	}
+	j.rec.URL = j.tgt.shown
 	err := d.post(ctx, j)
 	now := d.now()
 	d.s.finishAttempt(j, err == nil, now)
@@ -374,8 +428,12 @@ func (d *Dispatcher) attempt(ctx context.Context, j *job) {
 	bg, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	j.rec.Attempts++
-	j.rec.LastError = err.Error()
-	d.log.Debug("webhook attempt failed", "event_id", j.rec.ID, "org", j.rec.Org, "attempt", j.rec.Attempts, "err", err)
+	j.rec.LastError = failureText(err)
+	// The same line for every event of an endpoint failing one way but for
+	// event_id and attempt, which the app's log handler ignores when it
+	// folds repeated warnings.
+	d.log.Warn("webhook delivery attempt failed", "org", j.rec.Org, "endpoint", j.rec.URL, "type", j.rec.Type,
+		"event_id", j.rec.ID, "attempt", j.rec.Attempts, "err", j.rec.LastError)
 	if now.Sub(j.first) >= d.opts.RetryFor {
 		d.kill(bg, []*job{j}, now)
 		return
@@ -421,6 +479,7 @@ func (d *Dispatcher) kill(ctx context.Context, js []*job, now time.Time) {
 	recs := make([]record, len(js))
 	for i, j := range js {
 		r := j.record()
+		r.redact() // a record stored by an older version holds its URL in clear
 		if j.deadReason != "" {
 			r.LastError = j.deadReason
 		}
@@ -495,9 +554,10 @@ func (d *Dispatcher) spill(ctx context.Context, js []*job) {
 // and a request template (method and parsed URL), so neither the SHA-256 of
 // the URL nor the URL parsing is redone per event.
 type target struct {
-	id   string        // endpointID(URL)
-	tmpl *http.Request // POST to URL without context, header or body; nil when err is set
-	err  error         // the URL does not make a request
+	id    string        // endpointID(URL)
+	shown string        // redactURL(URL): what logs, errors, Redis and dead letters show
+	tmpl  *http.Request // POST to URL without context, header or body; nil when err is set
+	err   error         // the URL does not make a request (its URL redacted)
 }
 
 // targets caches a target per URL.
@@ -520,9 +580,12 @@ func (ts *targets) get(url string) *target {
 	if len(ts.m) >= maxTargets {
 		clear(ts.m)
 	}
-	t := &target{id: endpointID(url)}
+	t := &target{id: endpointID(url), shown: redactURL(url)}
 	// The template's URL is shared, read-only, by every request made from it.
 	t.tmpl, t.err = http.NewRequest(http.MethodPost, url, nil)
+	if t.err != nil {
+		t.err = redactError(t.err) // url.Parse's error names the URL whole
+	}
 	ts.m[url] = t
 	return t
 }
@@ -582,10 +645,15 @@ func (d *Dispatcher) post(ctx context.Context, j *job) error {
 // do sends req. With the dispatcher's own client (no redirects followed, no
 // cookie jar, no client timeout) it goes straight to the transport, which is
 // what Client.Do would end up doing, minus the header copy Client.Do makes
-// for redirects.
+// for redirects. An error names the URL redacted (redactURL), unlike
+// Client.Do's, which shows the query string.
 func (d *Dispatcher) do(req *http.Request) (*http.Response, error) {
 	if d.rt == nil {
-		return d.http.Do(req)
+		resp, err := d.http.Do(req)
+		if err != nil {
+			return nil, redactError(err)
+		}
+		return resp, nil
 	}
 	if u := req.URL.User; u != nil { // as Client.Do: credentials in the URL become basic auth
 		pw, _ := u.Password()
@@ -593,13 +661,13 @@ func (d *Dispatcher) do(req *http.Request) (*http.Response, error) {
 	}
 	resp, err := d.rt.RoundTrip(req)
 	if err != nil {
-		return nil, &url.Error{Op: "Post", URL: stripPassword(req.URL), Err: err}
+		return nil, &url.Error{Op: "Post", URL: redactURL(req.URL.String()), Err: err}
 	}
 	return resp, nil
 }
 
 // stripPassword returns u as a string with any password masked, as net/http
-// reports URLs in errors.
+// reports URLs in errors (its query string in clear: see redactURL).
 func stripPassword(u *url.URL) string {
 	if _, ok := u.User.Password(); ok {
 		return strings.Replace(u.String(), u.User.String()+"@", u.User.Username()+":***@", 1)
@@ -628,10 +696,10 @@ type DeadLetter struct {
 	EventID        string
 	Type           string
 	Org            string
-	URL            string // last endpoint tried; empty if none was configured
+	URL            string // last endpoint tried, redacted (no password, query values "***"); empty if none was configured
 	Body           []byte // the exact body that was (or would have been) POSTed
 	Attempts       int
-	LastError      string // last failure, or "no webhook configured"
+	LastError      string // last failure (URLs in it redacted), or "no webhook configured"
 	FirstAttemptAt time.Time
 	DeadAt         time.Time
 }
@@ -662,6 +730,7 @@ func (d *Dispatcher) DeadLetters(ctx context.Context, limit int) ([]DeadLetter, 
 		if err != nil {
 			return nil, fmt.Errorf("webhook dead letters: %w", err)
 		}
+		r.redact() // stored by an older version: URL and error in clear
 		dl := DeadLetter{EventID: r.ID, Type: r.Type, Org: r.Org, URL: r.URL, Body: []byte(r.Body),
 			Attempts: r.Attempts, LastError: r.LastError, DeadAt: time.UnixMilli(r.DeadAt).UTC()}
 		if r.FirstAt != 0 {
@@ -692,7 +761,8 @@ func (d *Dispatcher) Redeliver(ctx context.Context, eventID string) error {
 		return ErrNoEndpoint
 	}
 	now := d.now()
-	r.FirstAt, r.DeadAt, r.URL = 0, 0, ep.URL
+	r.redact()
+	r.FirstAt, r.DeadAt, r.URL = 0, 0, redactURL(ep.URL)
 	if err := d.schedule(ctx, []scheduled{{ep: endpointID(ep.URL), rec: r, due: now}}); err != nil {
 		return fmt.Errorf("webhook redeliver: %w", err)
 	}
