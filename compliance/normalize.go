@@ -74,7 +74,7 @@ func normalize(text string) normText {
 		case r < utf8.RuneSelf:
 			flush()
 		case unicode.IsLetter(r):
-			add(homoglyph(unicode.ToLower(r)), true)
+			add(homoglyph(upperHomoglyph(r)), true)
 		case unicode.IsDigit(r):
 			add(r, false)
 		case r == '\u2019' || r == '\u2018' || r == '\u02bc' || unicode.In(r, unicode.Mn, unicode.Cf):
@@ -234,6 +234,27 @@ func foldL(s string) string {
 // letter. '1' becomes 'i'; the folded form also treats 'l' as 'i'.
 var leet = [256]byte{
 	'0': 'o', '1': 'i', '3': 'e', '4': 'a', '5': 's', '7': 't', '@': 'a', '$': 's',
+}
+
+// upperHomoglyph lower-cases r, first mapping the Greek capitals whose
+// lower case looks like another Latin letter than they do (Η is H, but η is
+// n; Μ is M, but μ is u) to the Latin letter they look like.
+func upperHomoglyph(r rune) rune {
+	switch r {
+	case 'Η':
+		return 'h'
+	case 'Μ':
+		return 'm'
+	case 'Ν':
+		return 'n'
+	case 'Υ':
+		return 'y'
+	case 'Ζ':
+		return 'z'
+	case 'Β':
+		return 'b'
+	}
+	return unicode.ToLower(r)
 }
 
 // homoglyph maps a lower-case Cyrillic or Greek letter that looks like a

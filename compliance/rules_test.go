@@ -42,7 +42,7 @@ func TestScreenDefault(t *testing.T) {
 		{"dotted letters", "c.b.d gummies", []Match{{"cannabis", "cbd", ActionBlock}}},
 		{"spaced letters", "try our C B D oil", []Match{{"cannabis", "cbd", ActionBlock}}},
 		{"spaced word", "w e e d for sale", []Match{{"cannabis", "weed", ActionBlock}}},
-		{"dashed letters", "t-h-c vapes", []Match{{"cannabis", "thc", ActionBlock}, {"tobacco", "vapes", ActionWarn}}},
+		{"dashed letters", "c-b-d vapes", []Match{{"cannabis", "cbd", ActionBlock}, {"tobacco", "vapes", ActionWarn}}},
 		{"leet digits", "w33d", []Match{{"cannabis", "weed", ActionBlock}}},
 		{"leet at", "m@rijuana", []Match{{"cannabis", "marijuana", ActionBlock}}},
 		{"leet leading digit", "0xycodone", []Match{{"prescription_drugs", "oxycodone", ActionWarn}}},
@@ -52,6 +52,9 @@ func TestScreenDefault(t *testing.T) {
 		{"leet one as i", "percocet and xan4x p1lls", []Match{{"prescription_drugs", "percocet", ActionWarn}}},
 		{"leet dollar", "$exy pics", []Match{{"sex", "sexy", ActionBlock}}},
 		{"greek omega", "ωeed", []Match{{"cannabis", "weed", ActionBlock}}},
+		{"greek capitals", "ΜARIJUANA and ΝUDES", []Match{{"cannabis", "marijuana", ActionBlock}, {"sex", "nudes", ActionBlock}}},
+		{"model plural", "AK-47s in stock", []Match{{"firearms", "ak-47s", ActionBlock}}},
+		{"selling phrase of a clinical word", "THC gummies and firearms for sale", []Match{{"cannabis", "thc gummies", ActionBlock}, {"firearms", "firearms for sale", ActionBlock}}},
 		{"cyrillic homoglyphs", "wееd", []Match{{"cannabis", "weed", ActionBlock}}},
 		{"cyrillic mixed", "сbd оil", []Match{{"cannabis", "cbd", ActionBlock}}},
 		{"fullwidth", "ｗｅｅｄ", []Match{{"cannabis", "weed", ActionBlock}}},
@@ -63,8 +66,8 @@ func TestScreenDefault(t *testing.T) {
 		{"hate pattern", "n1iigguhz", []Match{{"hate", "niiigguhz", ActionBlock}}},
 		{"apostrophe", "it's the weed's fault", nil}, // "weeds" is not a term
 		// ordering: blocks first, then warns, each in text order
-		{"order", "beer, cigars, then thc and a rifle", []Match{
-			{"cannabis", "thc", ActionBlock}, {"firearms", "rifle", ActionBlock},
+		{"order", "beer, cigars, then cbd and a rifle", []Match{
+			{"cannabis", "cbd", ActionBlock}, {"firearms", "rifle", ActionBlock},
 			{"alcohol", "beer", ActionWarn}, {"tobacco", "cigars", ActionWarn},
 		}},
 		{"one per category", "weed, cbd, thc", []Match{{"cannabis", "weed", ActionBlock}}},
@@ -167,7 +170,7 @@ func readLines(t testing.TB, name string) []string {
 func TestOrdinaryMessagesClean(t *testing.T) {
 	r := DefaultRules()
 	msgs := readLines(t, "ordinary_messages.txt")
-	require.Len(t, msgs, 200)
+	require.Len(t, msgs, 206)
 	for _, m := range msgs {
 		require.Empty(t, r.Screen(m, nil), "false positive on %q", m)
 	}
