@@ -36,11 +36,13 @@
 //	                              cids (JSON array), ncid, ev (event filter: first letters of
 //	                              the statuses emitted; absent: all), k (kind of a message the
 //	                              daemon sent on its own: notice, reply; absent: the app's),
+//	                              to (a notice's recipient: a notice that ends failed, expired
+//	                              or undelivered leaves its conversation unstarted again),
 //	                              r<seg> (receipt state per segment), dlv (delivered segments);
 //	                              expires Retention after it was sent or finished
 //	base+"idem:"+org+":"+key HASH h (request hash), r (response); TTL IdempotencyTTL
 //	base+"optout:"+from     SET   numbers that opted out of from
-//	base+"conv:"+from       SET   numbers with a started conversation (notice sent or texted first)
+//	base+"conv:"+from       SET   numbers with a started conversation (notice queued and not failed, or texted first)
 //	base+"stopall:"+org     SET   numbers whose opt-out from the org came from STOPALL, until their
 //	                              START (base of the bucket of "org:"+org)
 //	base+"events"           STREAM type, org, data (JSON); MAXLEN ~ StreamMaxLen (entries

@@ -51,3 +51,38 @@ func TestStatusEventKind(t *testing.T) {
 		})
 	}
 }
+
+// A notice that ends without reaching the recipient leaves the
+// conversation unstarted, so the org's next message gets a notice again; a
+// notice that was sent keeps it started.
+func TestFailedNoticeRestartsConversation(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			ctx := context.Background()
+			c := be.client(t)
+			q := newQueue(t, c, testPrefix(t, c), Options{SenderWindow: 2})
+			const from, to = "+15550004201", "+15557650201"
+			send := func(text string) EnqueueResult {
+				n := msg(q, from, to, "You are messaging with Acme.")
+				n.Kind = message.KindNotice
+				res, err := q.Enqueue(ctx, EnqueueRequest{Msg: msg(q, from, to, text), Notice: n})
+				require.NoError(t, err)
+				return res
+			}
+			require.True(t, send("first").NoticeQueued)
+			got := claimAll(t, q, 2, 2*time.Second)
+			require.Len(t, got, 2)
+			require.Equal(t, message.KindNotice, got[0].Msg.Kind)
+			require.NoError(t, q.Fail(ctx, got[0], message.Error{Code: "carrier_rejected", Message: "no"}))
+			require.NoError(t, q.Ack(ctx, got[1], []string{"cid-first"}))
+
+			require.True(t, send("second").NoticeQueued, "the failed notice did not start the conversation")
+			got = claimAll(t, q, 2, 2*time.Second)
+			require.Len(t, got, 2)
+			for i, g := range got {
+				require.NoError(t, q.Ack(ctx, g, []string{"cid-second-" + string(rune('a'+i))}))
+			}
+			require.False(t, send("third").NoticeQueued, "a sent notice started it")
+		})
+	}
+}

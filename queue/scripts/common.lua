@@ -70,6 +70,14 @@ local function finish(mkey, id, m, status, now, code, msg, cid, extra)
     emit('message.status', m.org or '', cjson.encode(d))
   end
   redis.call('PEXPIRE', mkey, retention)
+  -- A notice that ends without reaching the recipient leaves its
+  -- conversation unstarted: the org's next message is preceded by one again.
+  if m.k == 'notice' and (status == 'failed' or status == 'expired' or status == 'undelivered') then
+    local ft = redis.call('HMGET', mkey, 'from', 'to')
+    if ft[1] and ft[2] then
+      redis.call('SREM', base .. 'conv:' .. ft[1], ft[2])
+    end
+  end
 end
 
 -- expire ends queued message id, whose validity passed, as expired (m as

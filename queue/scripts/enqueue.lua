@@ -72,7 +72,11 @@ local function store(i)
     args[#args + 1] = ev
   end
   local kind = ARGV[27] or ''
-  if i == 21 then kind = 'notice' end
+  if i == 21 then
+    kind = 'notice'
+    args[#args + 1] = 'to' -- to restart its conversation should it fail (see finish)
+    args[#args + 1] = to
+  end
   if kind ~= '' then
     args[#args + 1] = 'k'
     args[#args + 1] = kind
