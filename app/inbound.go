@@ -289,6 +289,17 @@ func (h *inbound) keyword(ctx context.Context, cfg *config.Config, org *config.O
 		numbers := []string{num.E164}
 		if all {
 			numbers = orgNumbers(org)
+		} else {
+			out, err := h.app.queue.IsOptedOut(ctx, num.E164, external)
+			if err != nil {
+				return fmt.Errorf("record opt-in: %w", err)
+			}
+			if !out {
+				// Nothing to lift: most often "YES" to "reply YES to
+				// confirm". No "resubscribed" reply; the app still gets the
+				// message.received event with keyword start.
+				return nil
+			}
 		}
 		for _, n := range numbers {
 			if err := h.app.queue.OptIn(ctx, n, external); err != nil {

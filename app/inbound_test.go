@@ -502,10 +502,16 @@ func TestInboundKeywords(t *testing.T) {
 	require.NoError(t, d.sim.InjectMO(testharness.MO{From: y, To: numAcme2, Text: "STOP"}))
 	d.waitSubmitsTo(y, 3)
 	require.NoError(t, d.sim.InjectMO(testharness.MO{From: y, To: numAcme1, Text: "START"}))
-	d.waitSubmitsTo(y, 4)
+	require.Equal(t, "start", *d.waitReceived(y, 4).Keyword)
 	require.True(t, optedOut(numAcme2, y))
 	require.False(t, optedOut(numAcme1, y))
 	require.False(t, optedOut(numSlow, y))
+	// y was not opted out at numAcme1: nothing lifted, so no
+	// "resubscribed" reply (as for "YES" to "reply YES to confirm").
+	require.NoError(t, d.sim.InjectMO(testharness.MO{From: y, To: numAcme1, Text: "Yes"}))
+	require.Equal(t, "start", *d.waitReceived(y, 5).Keyword)
+	time.Sleep(300 * time.Millisecond)
+	require.Len(t, d.submitsTo(y), 3, "STOPALL, START and STOP confirmations only")
 
 	// Not a keyword, but a plain-language request: flagged, nothing else.
 	const z = "+15557652003"
