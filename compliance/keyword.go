@@ -35,14 +35,22 @@ func ClassifyKeyword(text string) Keyword {
 	if len(s) > 4*maxKeywordLen {
 		return Keyword{}
 	}
-	s = strings.TrimSpace(strings.TrimRightFunc(norm.NFKC.String(s), trailing))
+	// Invisible format characters (a zero-width space or a byte order mark
+	// a phone put around the word) are not part of it.
+	s = strings.Map(func(r rune) rune {
+		if unicode.Is(unicode.Cf, r) {
+			return -1
+		}
+		return r
+	}, norm.NFKC.String(s))
+	s = strings.TrimSpace(strings.TrimRightFunc(s, trailing))
 	if len(s) > maxKeywordLen {
 		return Keyword{}
 	}
 	switch strings.Join(strings.Fields(strings.ToUpper(s)), " ") {
 	case "STOP", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT", "OPT OUT", "OPT-OUT":
 		return Keyword{Kind: KeywordStop}
-	case "STOPALL", "STOP ALL":
+	case "STOPALL", "STOP ALL", "STOP-ALL":
 		return Keyword{Kind: KeywordStop, All: true}
 	case "START", "YES", "UNSTOP":
 		return Keyword{Kind: KeywordStart}

@@ -21,6 +21,10 @@ func TestClassifyKeyword(t *testing.T) {
 		{"ＳＴＯＰ", Keyword{Kind: "stop"}}, // fullwidth, NFKC
 		{"STOPALL", Keyword{Kind: "stop", All: true}},
 		{"stop all", Keyword{Kind: "stop", All: true}},
+		{"Stop-All", Keyword{Kind: "stop", All: true}},
+		{"\u200bSTOP\u200b", Keyword{Kind: "stop"}}, // zero-width spaces around it
+		{"\ufeffstop", Keyword{Kind: "stop"}},       // byte order mark
+		{"ST\u200bOP", Keyword{Kind: "stop"}},       // or inside it
 		{"Unsubscribe", Keyword{Kind: "stop"}},
 		{"cancel", Keyword{Kind: "stop"}},
 		{"END", Keyword{Kind: "stop"}},

@@ -9,7 +9,8 @@ const OrgPlaceholder = "{org}"
 // first message of a conversation the org starts (API.md 4.2). Its wording
 // is fixed by industry policy and cannot be configured.
 func Notice(orgName string) string {
-	return "You are messaging with " + orgName + ". To opt out, reply STOP."
+	// "Acme Clinic, Inc." ends the sentence itself: no second full stop.
+	return "You are messaging with " + strings.TrimSuffix(orgName, ".") + ". To opt out, reply STOP."
 }
 
 // StopReply is the confirmation sent after an opt-out keyword. custom, when

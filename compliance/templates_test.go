@@ -8,6 +8,7 @@ import (
 
 func TestTemplates(t *testing.T) {
 	require.Equal(t, "You are messaging with Acme Clinic. To opt out, reply STOP.", Notice("Acme Clinic"))
+	require.Equal(t, "You are messaging with Acme Clinic, Inc. To opt out, reply STOP.", Notice("Acme Clinic, Inc."))
 
 	tests := []struct {
 		name string
