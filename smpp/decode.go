@@ -21,6 +21,10 @@ var (
 	errShortPDU  = errors.New("smpp: mandatory parameters cut short")
 	errTLVStream = errors.New("smpp: TLV stream cut inside a TLV header")
 	errTLVLen    = errors.New("smpp: TLV length past the end of the PDU")
+	// gosmpp reads a TLV length as a signed 16-bit number: a value of 32 KiB
+	// or more would be misread (the value taken as empty, its bytes as more
+	// TLVs), so such a PDU is refused rather than decoded wrong.
+	errTLVTooLong = errors.New("smpp: TLV of 32 KiB or more (not decodable)")
 )
 
 // refusalStatus is the command_status answering a deliver_sm or data_sm
@@ -45,7 +49,11 @@ func checkTLVs(b []byte) error {
 		if len(b) < 4 {
 			return errTLVStream
 		}
-		n := 4 + int(binary.BigEndian.Uint16(b[2:4]))
+		l := binary.BigEndian.Uint16(b[2:4])
+		if l >= 0x8000 {
+			return errTLVTooLong
+		}
+		n := 4 + int(l)
 		if n > len(b) {
 			return errTLVLen
 		}

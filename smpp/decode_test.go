@@ -258,6 +258,9 @@ func TestRefusalStatus(t *testing.T) {
 		{"deliver_sm sm_length past the end", parseDeliverSM, smLen, StatusXPAppn},
 		{"deliver_sm mandatory part cut", parseDeliverSM, tail(good[:20]), StatusXPAppn},
 		{"data_sm tlv length past the end", parseDataSM, tail(ds, 0x04, 0x24, 0x01, 0x00), StatusInvTLVLen},
+		// A message_payload of 32 KiB or more: gosmpp would misread its
+		// length (signed 16-bit), so it is refused, not decoded wrong.
+		{"deliver_sm tlv of 32 KiB", parseDeliverSM, tail(good, append([]byte{0x04, 0x24, 0x80, 0x00}, make([]byte, 0x8000)...)...), StatusXPAppn},
 		{"data_sm tlv header cut", parseDataSM, tail(ds, 0x04, 0x24, 0x00), StatusInvTLVs},
 		{"data_sm mandatory part cut", parseDataSM, tail(ds[:19]), StatusXPAppn},
 	} {
@@ -281,7 +284,7 @@ func FuzzCheckTLVs(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		err := checkTLVs(b)
 		if err != nil {
-			if !errors.Is(err, errTLVStream) && !errors.Is(err, errTLVLen) {
+			if !errors.Is(err, errTLVStream) && !errors.Is(err, errTLVLen) && !errors.Is(err, errTLVTooLong) {
 				t.Fatalf("unexpected error %v", err)
 			}
 			return
