@@ -98,3 +98,29 @@ func TestNoteRedisTime(t *testing.T) {
 		require.Equal(t, tc.wantKnown, q.offsetKnown.Load(), tc.name)
 	}
 }
+
+// A call sent again after its deadline, whose first attempt ran in time,
+// answers as the first attempt did: the message is stored, so it must not
+// be reported late (not accepted).
+func TestEnqueueResentAfterDeadline(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			ctx := context.Background()
+			c := be.client(t)
+			q := newQueue(t, c, testPrefix(t, c), Options{})
+			m := msg(q, "+15550004301", "+15557650301", "stored once")
+			_, err := q.Enqueue(ctx, EnqueueRequest{Msg: m, Deadline: time.Now().Add(5 * time.Second)})
+			require.NoError(t, err)
+			require.True(t, q.offsetKnown.Load())
+			// The resent script, as if it reached Redis after the deadline:
+			// the queue sends it with a deadline already past in Redis's clock.
+			args := []any{m.From, m.To, m.OrgID, "", "", []byte(nil), 0, int64(-1), "0", int64(0)}
+			msgArgs, err := q.msgArgs(q.Bucket(m.From), m)
+			require.NoError(t, err)
+			args = append(append(append(args, msgArgs...), "", "", 0, 0, ""), "", "", q.nowRedis()-1_000_000)
+			res, err := q.runScript(ctx, scriptEnqueue, q.buckets[q.Bucket(m.From)].keys, q.argv(q.Bucket(m.From), args)...).Slice()
+			require.NoError(t, err)
+			require.Equal(t, "ok", res[0], "stored by the first attempt: not late")
+		})
+	}
+}

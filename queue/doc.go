@@ -1,11 +1,15 @@
 // Package queue keeps smsgate's outbound messages in Redis: one FIFO list per
 // sender number, scheduled by the number's next-allowed time, with leases,
 // retries, expiry, idempotency, receipts and the event stream that feeds the
-// webhook. Every operation on a sender's queue or a message is one Lua script
+// webhook. Every change to a sender's queue or a message is one Lua script
 // (scripts/*.lua, embedded) that touches the keys of one bucket only, so it
 // runs on one Redis Cluster slot; scripts take the time from Redis TIME so all
-// daemons share one clock. Opt-out sets, conversation marks, idempotency-key
-// bindings, the carrier-id index and its reads are plain commands.
+// daemons share one clock. Opt-out sets, STOPALL marks and idempotency-key
+// bindings are plain commands; conversation marks are set and cleared inside
+// the enqueue, received and finish scripts. The carrier-id index is written
+// and first read with plain commands; a miss, and receipts held for a later
+// ack, go through the carrier-id bucket's own scripts (cid_*.lua,
+// held_sweep.lua), each on one {c<N>} slot.
 //
 // # Buckets and ids
 //

@@ -10,23 +10,24 @@
 -- 1 when the sender was added to ready, Redis's time (µs)}, or {'replay',
 -- response}, {'conflict'}, {'optout'}, {'full'}, {'late', Redis's time}.
 local from, to, org = ARGV[6], ARGV[7], ARGV[8]
--- A call that reaches Redis after its deadline stores nothing: its caller
--- has answered (or will) that nothing was accepted. (Redis stalled, or the
--- client gave up and the command ran from a closed connection's buffer.)
 local now = now_us()
-local deadline = tonumber(ARGV[28] or 0)
-if deadline > 0 and now > deadline then
-  return {'late', now}
-end
 -- Ids are unique per call, so an existing record means an earlier attempt
 -- of this same call stored it (its reply was lost and the client sent the
--- script again): that attempt's outcome stands (checks below could now
--- answer otherwise: the conversation started, the queue filled).
+-- script again): that attempt's outcome stands, also past the deadline
+-- below (the checks below could now answer otherwise: the conversation
+-- started, the queue filled).
 if redis.call('EXISTS', base .. 'm:' .. ARGV[16]) == 1 then
   if ARGV[21] ~= '' and redis.call('EXISTS', base .. 'm:' .. ARGV[21]) == 1 then
     return {'ok', 1, -1, 0, now}
   end
   return {'ok', 0, -1, 0, now}
+end
+-- A call that reaches Redis after its deadline stores nothing: its caller
+-- has answered (or will) that nothing was accepted. (Redis stalled, or the
+-- client gave up and the command ran from a closed connection's buffer.)
+local deadline = tonumber(ARGV[28] or 0)
+if deadline > 0 and now > deadline then
+  return {'late', now}
 end
 local idem = ''
 if ARGV[9] ~= '' then
