@@ -576,7 +576,29 @@ func (a *App) newPool(c config.Carrier) (*smpp.Pool, error) {
 		Handler:    a.in,
 		Logger:     a.root,
 		Registerer: a.regs,
+		// The parts of a long MO may reach binds held by other daemons.
+		Parts: moParts{a.queue},
 	})
+}
+
+// moParts is the queue's store of MO parts as smpp.PartStore.
+type moParts struct{ q *queue.Queue }
+
+func (m moParts) AddMOPart(ctx context.Context, carrier, key string, seq, total int, part []byte) (map[int][]byte, bool, error) {
+	return m.q.AddMOPart(ctx, carrier, key, seq, total, part)
+}
+
+func (m moParts) PutMOParts(ctx context.Context, carrier, key string, first time.Time, parts map[int][]byte) error {
+	return m.q.PutMOParts(ctx, carrier, key, first, parts)
+}
+
+func (m moParts) TakeExpiredMOs(ctx context.Context, carrier string, age time.Duration, n int) ([]smpp.StoredMO, error) {
+	mos, err := m.q.TakeExpiredMOs(ctx, carrier, age, n)
+	out := make([]smpp.StoredMO, len(mos))
+	for i, s := range mos {
+		out[i] = smpp.StoredMO{Key: s.Key, First: s.First, Parts: s.Parts}
+	}
+	return out, err
 }
 
 // trackingRegisterer registers on the daemon's registry and remembers every

@@ -52,6 +52,12 @@
 //	base+"events"           STREAM type, org, data (JSON); MAXLEN ~ StreamMaxLen (entries
 //	                              written by older versions also have id and at)
 //
+// The parts of concatenated inbound messages (AddMOPart) live in one slot
+// per carrier:
+//
+//	<prefix>{mo:<carrier>}:p:<key>   HASH  part number -> part, of one incomplete MO; TTL MOPartsTTL
+//	<prefix>{mo:<carrier>}:index     ZSET  assembly key -> first part's arrival (ms)
+//
 // Carrier message ids hash (crc32 mod Buckets) to their own tag {c<N>}:
 //
 //	<prefix>{c<N>}:cid:<cid>   STRING "msgID|segment"; TTL CarrierIDTTL

@@ -172,6 +172,9 @@ var (
 	scriptCIDHold    = plainScript("cid_hold")
 	scriptCIDDone    = plainScript("cid_done")
 	scriptHeldSweep  = plainScript("held_sweep")
+	scriptMOAdd      = plainScript("mo_add")
+	scriptMOTake     = plainScript("mo_take")
+	scriptMOPut      = plainScript("mo_put")
 )
 
 func readScript(name string) string {

@@ -71,8 +71,10 @@
 // carrier redelivers. A data_sm from the SMSC (some deliver MO messages and
 // receipts that way: the text in message_payload, a receipt's fields in
 // TLVs) is handled as the deliver_sm it stands for and answered with
-// data_sm_resp. For
-// multipart MO acknowledgement and the reassembly timeout see reassembler.
+// data_sm_resp. The parts of a concatenated MO are joined in a PartStore
+// when the pool has one (shared by the daemons; see PartStore), else in the
+// pool's memory (see reassembler for its acknowledgement policy and loss
+// window); both hand on an MO still incomplete after the reassembly timeout.
 // Carrier message ids are passed on as received; compare them with
 // NormalizeID.
 package smpp

@@ -27,6 +27,9 @@ type PoolOptions struct {
 	// ReassemblyTimeout bounds how long parts of a concatenated MO wait
 	// for the rest (default 60s).
 	ReassemblyTimeout time.Duration
+	// Parts, when set, keeps the parts of concatenated MOs where every
+	// daemon sees them (see PartStore); nil: in this pool's memory.
+	Parts PartStore
 }
 
 // Pool holds the binds of one carrier and submits through the least
@@ -45,6 +48,7 @@ type Pool struct {
 	rr    atomic.Uint32
 	refs  [1024]atomic.Uint32 // concatenation references, per destination hash
 	re    *reassembler
+	parts PartStore // nil: parts of concatenated MOs are kept in re
 
 	// retiring counts, by name, the binds an Update removed that are still
 	// shutting down (their session may still be open).
@@ -129,6 +133,7 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 		backlog: newBacklog(),
 		m:       m,
 		re:      newReassembler(rt),
+		parts:   opts.Parts,
 		ctx:     ctx,
 		cancel:  cancel,
 	}
@@ -526,6 +531,9 @@ func (p *Pool) inbound(ctx context.Context, b *bind, in inboundPDU) uint32 {
 		return p.deliverMO(hctx, b.log, mo)
 	}
 	k := assemblyKey{from: mo.From, to: mo.To, ref: ci.ref, ref16: ci.ref16, sar: ci.sar, total: ci.total}
+	if p.parts != nil {
+		return p.addStoredPart(hctx, b, k, ci.seq, part, mo)
+	}
 	a := p.re.add(k, ci.seq, part, b.name, now)
 	if a == nil {
 		return StatusOK // kept in memory; see reassembler for the loss window
@@ -560,6 +568,10 @@ func (p *Pool) sweepMO() {
 		case <-p.ctx.Done():
 			return
 		case now := <-t.C:
+			if p.parts != nil {
+				p.sweepStoredMOs(p.ctx)
+				continue
+			}
 			for _, a := range p.re.expired(now, false) {
 				p.deliverPartial(p.ctx, a)
 			}

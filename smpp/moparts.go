@@ -1,0 +1,146 @@
+package smpp
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// PartStore keeps the parts of concatenated MOs where every daemon sees
+// them: a carrier spreads the deliver_sm of one system_id over all its
+// binds, and with bind leases those binds may be held by different daemons,
+// so one daemon's memory cannot join them. A part stored is durable, so it
+// is acknowledged at once without the loss window of the in-memory
+// reassembler. (queue.Queue implements it, through the daemon's wiring.)
+type PartStore interface {
+	// AddMOPart stores part seq of total of the MO named key; when it
+	// completes the MO it returns every part, removed, by part number.
+	AddMOPart(ctx context.Context, carrier, key string, seq, total int, part []byte) (parts map[int][]byte, complete bool, err error)
+	// PutMOParts puts parts back after the handler failed.
+	PutMOParts(ctx context.Context, carrier, key string, first time.Time, parts map[int][]byte) error
+	// TakeExpiredMOs removes and returns at most n incomplete MOs whose
+	// first part is older than age; each is taken by one caller.
+	TakeExpiredMOs(ctx context.Context, carrier string, age time.Duration, n int) ([]StoredMO, error)
+}
+
+// StoredMO is an incomplete MO taken from a PartStore.
+type StoredMO struct {
+	Key   string
+	First time.Time
+	Parts map[int][]byte
+}
+
+// storeKey names an assembly in a PartStore: every field of assemblyKey, so
+// parts of different messages never meet.
+func (k assemblyKey) storeKey() string {
+	return strings.Join([]string{k.from, k.to, strconv.Itoa(int(k.ref)), strconv.FormatBool(k.ref16),
+		strconv.FormatBool(k.sar), strconv.Itoa(int(k.total))}, "|")
+}
+
+// parseStoreKey reads storeKey's form back.
+func parseStoreKey(s string) (assemblyKey, error) {
+	f := strings.Split(s, "|")
+	if len(f) != 6 {
+		return assemblyKey{}, fmt.Errorf("smpp: assembly key %q", s)
+	}
+	ref, err1 := strconv.ParseUint(f[2], 10, 16)
+	ref16, err2 := strconv.ParseBool(f[3])
+	sar, err3 := strconv.ParseBool(f[4])
+	total, err4 := strconv.ParseUint(f[5], 10, 8)
+	if err1 != nil || err2 != nil || err3 != nil || err4 != nil {
+		return assemblyKey{}, fmt.Errorf("smpp: assembly key %q", s)
+	}
+	return assemblyKey{from: f[0], to: f[1], ref: uint16(ref), ref16: ref16, sar: sar, total: uint8(total)}, nil
+}
+
+// encode is a part as stored: its alphabet, then its units.
+func (p moPart) encode() []byte { return append([]byte{byte(p.alpha)}, p.units...) }
+
+func decodeStoredPart(b []byte) (moPart, bool) {
+	if len(b) == 0 || alphabet(b[0]) > alphaUCS2 {
+		return moPart{}, false
+	}
+	return moPart{alpha: alphabet(b[0]), units: b[1:]}, true
+}
+
+// storedParts returns the parts in part-number order, skipping any that
+// does not decode (logged).
+func storedParts(log *slog.Logger, parts map[int][]byte) []moPart {
+	seqs := make([]int, 0, len(parts))
+	for s := range parts {
+		seqs = append(seqs, s)
+	}
+	slices.Sort(seqs)
+	out := make([]moPart, 0, len(seqs))
+	for _, s := range seqs {
+		p, ok := decodeStoredPart(parts[s])
+		if !ok {
+			log.Warn("smpp stored MO part unreadable, skipped", "part", s)
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// addStoredPart is the concatenated-MO path with a PartStore: the part is
+// stored (ESME_RX_T_APPN when it cannot be, so the carrier redelivers it),
+// and the part that completes the MO hands it to the handler; when the
+// handler fails the other parts go back and this one is redelivered.
+func (p *Pool) addStoredPart(ctx context.Context, b *bind, k assemblyKey, seq uint8, part moPart, mo MO) uint32 {
+	key := k.storeKey()
+	parts, complete, err := p.parts.AddMOPart(ctx, p.carrier, key, int(seq), int(k.total), part.encode())
+	if err != nil {
+		b.log.Warn("smpp MO part could not be stored, ESME_RX_T_APPN sent", "err", err)
+		return StatusXTAppn
+	}
+	if !complete {
+		return StatusOK // stored where every daemon sees it
+	}
+	mo.Text = joinParts(storedParts(b.log, parts))
+	mo.Segments = int(k.total)
+	st := p.deliverMO(ctx, b.log, mo)
+	if st != StatusOK {
+		delete(parts, int(seq)) // comes again with the carrier's redelivery
+		if err := p.parts.PutMOParts(context.WithoutCancel(ctx), p.carrier, key, mo.ReceivedAt, parts); err != nil {
+			b.log.Error("smpp MO parts lost: handler failed and they could not be stored again", "err", err, "parts", len(parts))
+		}
+	}
+	return st
+}
+
+// sweepStoredMOs hands on the stored MOs of the carrier still incomplete
+// after the reassembly timeout (any daemon's pool of the carrier takes each
+// once); a hand-off that fails goes back for a later sweep.
+func (p *Pool) sweepStoredMOs(ctx context.Context) {
+	mos, err := p.parts.TakeExpiredMOs(ctx, p.carrier, p.re.timeout, 100)
+	if err != nil {
+		p.log.Warn("smpp incomplete MOs could not be read", "err", err)
+	}
+	for _, s := range mos {
+		k, err := parseStoreKey(s.Key)
+		if err != nil {
+			p.log.Error("smpp stored MO dropped: unreadable key", "err", err)
+			continue
+		}
+		parts := storedParts(p.log, s.Parts)
+		p.log.Warn("smpp multipart MO incomplete after the reassembly timeout, delivering the parts received",
+			"received", len(parts), "total", k.total)
+		mo := MO{From: k.from, To: k.to, Text: joinParts(parts), Segments: len(parts), ReceivedAt: s.First, Carrier: p.carrier}
+		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = p.handler.HandleMO(hctx, mo)
+		cancel()
+		if err != nil {
+			p.log.Warn("smpp MO handler failed for an incomplete MO, will retry", "err", err)
+			if err := p.parts.PutMOParts(context.WithoutCancel(ctx), p.carrier, s.Key, s.First, s.Parts); err != nil {
+				p.log.Error("smpp incomplete MO lost: handler failed and its parts could not be stored again", "err", err)
+			}
+			continue
+		}
+		p.m.mo.WithLabelValues(p.carrier).Inc()
+	}
+}
