@@ -2,8 +2,10 @@ package smpp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,9 +38,11 @@ type StoredMO struct {
 
 // storeKey names an assembly in a PartStore: every field of assemblyKey, so
 // parts of different messages never meet.
+// The addresses are escaped: an SMSC's address may hold anything, "|"
+// included.
 func (k assemblyKey) storeKey() string {
-	return strings.Join([]string{k.from, k.to, strconv.Itoa(int(k.ref)), strconv.FormatBool(k.ref16),
-		strconv.FormatBool(k.sar), strconv.Itoa(int(k.total))}, "|")
+	return strings.Join([]string{url.QueryEscape(k.from), url.QueryEscape(k.to), strconv.Itoa(int(k.ref)),
+		strconv.FormatBool(k.ref16), strconv.FormatBool(k.sar), strconv.Itoa(int(k.total))}, "|")
 }
 
 // parseStoreKey reads storeKey's form back.
@@ -47,14 +51,16 @@ func parseStoreKey(s string) (assemblyKey, error) {
 	if len(f) != 6 {
 		return assemblyKey{}, fmt.Errorf("smpp: assembly key %q", s)
 	}
+	from, err0 := url.QueryUnescape(f[0])
+	to, err5 := url.QueryUnescape(f[1])
 	ref, err1 := strconv.ParseUint(f[2], 10, 16)
 	ref16, err2 := strconv.ParseBool(f[3])
 	sar, err3 := strconv.ParseBool(f[4])
 	total, err4 := strconv.ParseUint(f[5], 10, 8)
-	if err1 != nil || err2 != nil || err3 != nil || err4 != nil {
-		return assemblyKey{}, fmt.Errorf("smpp: assembly key %q", s)
+	if err := errors.Join(err0, err1, err2, err3, err4, err5); err != nil {
+		return assemblyKey{}, fmt.Errorf("smpp: assembly key %q: %w", s, err)
 	}
-	return assemblyKey{from: f[0], to: f[1], ref: uint16(ref), ref16: ref16, sar: sar, total: uint8(total)}, nil
+	return assemblyKey{from: from, to: to, ref: uint16(ref), ref16: ref16, sar: sar, total: uint8(total)}, nil
 }
 
 // encode is a part as stored: its alphabet, then its units.

@@ -138,6 +138,7 @@ func TestStoreKeyRoundTrip(t *testing.T) {
 	for _, k := range []assemblyKey{
 		{from: "+15550002222", to: "+15550001111", ref: 65535, ref16: true, sar: false, total: 255},
 		{from: "", to: "12345", ref: 0, sar: true, total: 2},
+		{from: "odd|address %", to: "+1 555", ref: 1, total: 3},
 	} {
 		got, err := parseStoreKey(k.storeKey())
 		require.NoError(t, err)
@@ -147,4 +148,21 @@ func TestStoreKeyRoundTrip(t *testing.T) {
 		_, err := parseStoreKey(bad)
 		require.Error(t, err, bad)
 	}
+}
+
+func FuzzParseStoreKey(f *testing.F) {
+	f.Add("+15550002222|+15550001111|7|false|false|2")
+	f.Add("a|b|65535|true|true|255")
+	f.Add("|||||")
+	f.Fuzz(func(t *testing.T, s string) {
+		k, err := parseStoreKey(s)
+		if err != nil {
+			return
+		}
+		// What parses writes back to a key that parses to the same fields.
+		again, err := parseStoreKey(k.storeKey())
+		if err != nil || again != k {
+			t.Fatalf("%q -> %+v -> %q -> %+v, %v", s, k, k.storeKey(), again, err)
+		}
+	})
 }
