@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -51,7 +52,11 @@ func (q *Queue) enqueue(ctx context.Context, b int, args []any, deadline time.Ti
 	if e.running >= maxEnqueuePipelines {
 		e.pending = append(e.pending, c)
 		e.mu.Unlock()
-		if !<-c.wake {
+		lead, ok := q.waitTurn(c)
+		if !ok {
+			return nil, fmt.Errorf("waited for a pipeline until its deadline: %w", ErrDeadline)
+		}
+		if !lead {
 			return c.res, c.err
 		}
 		// Handed a slot: c was taken out of pending to lead.
@@ -82,31 +87,69 @@ func (q *Queue) enqueue(ctx context.Context, b int, args []any, deadline time.Ti
 	return c.res, c.err
 }
 
-// execEnqueues sends the calls' scripts in one pipeline and sets every
-// call's reply, waking those that wait. Calls whose deadline passed while
-// they waited are not sent. When calls have deadlines, the pipeline waits
-// until the earliest, and every call carries that deadline less
-// enqueueGrace, in Redis's clock, for the script to refuse if it runs later
-// (calls without one share it: they are in the same round trip).
+// waitTurn waits, for a call in the pending line, until its reply is set
+// (lead false) or it is handed a pipeline slot to lead (lead true). A call
+// whose deadline passes while it is still in the line leaves it (ok false):
+// it was never sent. One already taken into a pipeline waits for that
+// pipeline, which its deadline bounds.
+func (q *Queue) waitTurn(c *enqueueCall) (lead, ok bool) {
+	if c.deadline.IsZero() {
+		return <-c.wake, true
+	}
+	t := time.NewTimer(time.Until(c.deadline))
+	defer t.Stop()
+	select {
+	case lead := <-c.wake:
+		return lead, true
+	case <-t.C:
+	}
+	e := &q.comb
+	e.mu.Lock()
+	if i := slices.Index(e.pending, c); i >= 0 {
+		e.pending = slices.Delete(e.pending, i, i+1)
+		e.mu.Unlock()
+		return false, false
+	}
+	e.mu.Unlock()
+	return <-c.wake, true
+}
+
+// execEnqueues sends the calls' scripts and sets every call's reply, waking
+// those that wait. Calls whose deadline passed while they waited are not
+// sent. Calls with a deadline and calls without go in separate pipelines,
+// so that a call without one is never cut short by another's.
 func (q *Queue) execEnqueues(ctx context.Context, batch []*enqueueCall) {
 	now := time.Now()
-	var first time.Time
-	send := make([]*enqueueCall, 0, len(batch))
+	var timed, untimed []*enqueueCall
 	for _, c := range batch {
-		if !c.deadline.IsZero() {
-			if !now.Before(c.deadline) {
-				c.err = fmt.Errorf("waited for a pipeline until its deadline: %w", ErrDeadline)
-				c.wake <- false
-				continue
-			}
-			if first.IsZero() || c.deadline.Before(first) {
-				first = c.deadline
-			}
+		switch {
+		case c.deadline.IsZero():
+			untimed = append(untimed, c)
+		case !now.Before(c.deadline):
+			c.err = fmt.Errorf("waited for a pipeline until its deadline: %w", ErrDeadline)
+			c.wake <- false
+		default:
+			timed = append(timed, c)
 		}
-		send = append(send, c)
 	}
-	if len(send) == 0 {
-		return
+	if len(timed) > 0 {
+		q.execPipeline(ctx, timed, now)
+	}
+	if len(untimed) > 0 {
+		q.execPipeline(ctx, untimed, now)
+	}
+}
+
+// execPipeline sends the calls' scripts in one pipeline. When they have
+// deadlines, the pipeline waits until the earliest, and every call carries
+// that deadline less enqueueGrace, in Redis's clock, for the script to
+// refuse if it runs later.
+func (q *Queue) execPipeline(ctx context.Context, send []*enqueueCall, now time.Time) {
+	var first time.Time
+	for _, c := range send {
+		if !c.deadline.IsZero() && (first.IsZero() || c.deadline.Before(first)) {
+			first = c.deadline
+		}
 	}
 	var scriptDeadline int64 // µs in Redis's clock; 0: none
 	if !first.IsZero() {

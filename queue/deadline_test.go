@@ -2,6 +2,8 @@ package queue
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -76,6 +78,37 @@ func TestEnqueueDeadline(t *testing.T) {
 		_, err = q.Enqueue(ctx, EnqueueRequest{Msg: msg(q, from, to, "after"), Deadline: time.Now().Add(time.Second)})
 		require.NoError(t, err)
 	})
+
+	t.Run("waiting behind pipelines without a deadline", func(t *testing.T) {
+		srv := testharness.StartRedisServer(t)
+		c := redis.NewClient(&redis.Options{Addr: srv.Addr(), ContextTimeoutEnabled: true, ReadTimeout: 3 * time.Second})
+		t.Cleanup(func() { _ = c.Close() })
+		q := newQueue(t, c, "deadline2:", Options{})
+		enqueue(t, q, msg(q, from, to, "before the stall"), 0)
+
+		srv.Pause()
+		// Two calls without a deadline (as keyword replies) hold both
+		// pipeline slots while Redis is stalled.
+		var wg sync.WaitGroup
+		for i := range maxEnqueuePipelines {
+			wg.Go(func() { _, _ = q.Enqueue(ctx, EnqueueRequest{Msg: msg(q, from, to, fmt.Sprint("untimed ", i))}) })
+		}
+		require.Eventually(t, func() bool {
+			q.comb.mu.Lock()
+			defer q.comb.mu.Unlock()
+			return q.comb.running == maxEnqueuePipelines
+		}, time.Second, time.Millisecond)
+		m := msg(q, from, to, "an API call behind them")
+		start := time.Now()
+		_, err := q.Enqueue(ctx, EnqueueRequest{Msg: m, Deadline: start.Add(500 * time.Millisecond)})
+		waited := time.Since(start)
+		srv.Resume()
+		wg.Wait()
+		require.ErrorIs(t, err, ErrDeadline)
+		require.Less(t, waited, time.Second, "answered by its deadline, not when the others gave up")
+		_, err = q.Get(ctx, m.ID)
+		require.ErrorIs(t, err, ErrNotFound, "never sent")
+	})
 }
 
 func TestNoteRedisTime(t *testing.T) {
@@ -88,9 +121,9 @@ func TestNoteRedisTime(t *testing.T) {
 		wantOffset int64
 		wantKnown  bool
 	}{
-		{"slow round trip: not learnt", 1_000_500_000, 200 * time.Millisecond, 0, false},
+		{"slow round trip: learnt, not known", 1_000_500_000, 200 * time.Millisecond, 400_000, false},
 		{"fast: half the round trip each way", 1_000_500_000, 10 * time.Millisecond, 495_000, true},
-		{"slow again: the estimate stays", 2_000_000_000, time.Second, 495_000, true},
+		{"slow again: the known estimate stays", 2_000_000_000, time.Second, 495_000, true},
 		{"Redis behind this host", 999_000_000, 2 * time.Millisecond, -1_001_000, true},
 	} {
 		q.noteRedisTime(tc.redisNow, sent, tc.rtt)

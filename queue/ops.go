@@ -259,18 +259,23 @@ func (q *Queue) nowRedis() int64 { return time.Now().UnixMicro() + q.offset.Load
 
 // noteRedisTime updates the estimate of Redis's clock from a reply carrying
 // Redis's time redisNow (µs), sent at sent with round trip rtt (half of it
-// assumed each way). A slow round trip (a wait for a connection, a stall)
-// says too little about when Redis read the time, so it is not used.
+// assumed each way). A slow round trip (a wait for a connection, a stall, a
+// distant Redis) says little about when Redis read the time: it is used
+// only while no fast one has been (the claim plan needs some estimate), and
+// it does not make the estimate known, which enqueue deadlines need.
 func (q *Queue) noteRedisTime(redisNow int64, sent time.Time, rtt time.Duration) {
-	if rtt > maxClockRTT {
+	fast := rtt <= maxClockRTT
+	if !fast && q.offsetKnown.Load() {
 		return
 	}
 	q.offset.Store(redisNow - sent.Add(rtt/2).UnixMicro())
-	q.offsetKnown.Store(true)
+	if fast {
+		q.offsetKnown.Store(true)
+	}
 }
 
-// maxClockRTT is the slowest round trip noteRedisTime learns from: the
-// estimate is then within 50 ms, well inside enqueueGrace.
+// maxClockRTT is the slowest round trip that makes the estimate known: it is
+// then within 50 ms, well inside enqueueGrace.
 const maxClockRTT = 100 * time.Millisecond
 
 // plan picks the buckets to claim from and how many senders to ask each

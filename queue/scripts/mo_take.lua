@@ -15,6 +15,8 @@ for i = 1, #due, 2 do
   local parts = ARGV[3] .. key
   local all = redis.call('HGETALL', parts)
   redis.call('DEL', parts)
-  out[#out + 1] = {key, due[i + 1], all}
+  if #all > 0 then -- else the parts expired (MOPartsTTL) before any sweep
+    out[#out + 1] = {key, due[i + 1], all}
+  end
 end
 return out
