@@ -584,21 +584,26 @@ func (a *App) newPool(c config.Carrier) (*smpp.Pool, error) {
 // moParts is the queue's store of MO parts as smpp.PartStore.
 type moParts struct{ q *queue.Queue }
 
-func (m moParts) AddMOPart(ctx context.Context, carrier, key string, seq, total int, part []byte) (map[int][]byte, bool, error) {
-	return m.q.AddMOPart(ctx, carrier, key, seq, total, part)
+func (m moParts) AddMOPart(ctx context.Context, carrier, key string, seq, total int, part []byte, timeout time.Duration) (smpp.StoredMO, bool, error) {
+	mo, complete, err := m.q.AddMOPart(ctx, carrier, key, seq, total, part, timeout)
+	return smpp.StoredMO(mo), complete, err
 }
 
-func (m moParts) PutMOParts(ctx context.Context, carrier, key string, first time.Time, parts map[int][]byte) error {
-	return m.q.PutMOParts(ctx, carrier, key, first, parts)
-}
-
-func (m moParts) TakeExpiredMOs(ctx context.Context, carrier string, age time.Duration, n int) ([]smpp.StoredMO, error) {
-	mos, err := m.q.TakeExpiredMOs(ctx, carrier, age, n)
+func (m moParts) TakeMOs(ctx context.Context, carrier string, n int) ([]smpp.StoredMO, error) {
+	mos, err := m.q.TakeMOs(ctx, carrier, n)
 	out := make([]smpp.StoredMO, len(mos))
 	for i, s := range mos {
-		out[i] = smpp.StoredMO{Key: s.Key, First: s.First, Parts: s.Parts}
+		out[i] = smpp.StoredMO(s)
 	}
 	return out, err
+}
+
+func (m moParts) DoneMO(ctx context.Context, carrier, key string) error {
+	return m.q.DoneMO(ctx, carrier, key)
+}
+
+func (m moParts) ReleaseMO(ctx context.Context, carrier, key string, drop int, wait time.Duration) error {
+	return m.q.ReleaseMO(ctx, carrier, key, drop, wait)
 }
 
 // trackingRegisterer registers on the daemon's registry and remembers every

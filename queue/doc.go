@@ -55,8 +55,12 @@
 // The parts of concatenated inbound messages (AddMOPart) live in one slot
 // per carrier:
 //
-//	<prefix>{mo:<carrier>}:p:<key>   HASH  part number -> part, of one incomplete MO; TTL MOPartsTTL
-//	<prefix>{mo:<carrier>}:index     ZSET  assembly key -> first part's arrival (ms)
+//	<prefix>{mo:<carrier>}:p:<key>    HASH  part number -> part, of one MO not handed on yet, plus
+//	                                        f (first part's arrival, ms) and l (held by a caller);
+//	                                        TTL MOPartsTTL
+//	<prefix>{mo:<carrier>}:index      ZSET  assembly key -> when TakeMOs may take it (ms): the
+//	                                        reassembly timeout, or the end of a hold (MOLease)
+//	<prefix>{mo:<carrier>}:done:<key> STRING an MO handed on; a late copy of its parts is dropped
 //
 // Carrier message ids hash (crc32 mod Buckets) to their own tag {c<N>}:
 //

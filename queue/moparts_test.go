@@ -9,8 +9,10 @@ import (
 )
 
 // The parts of a concatenated MO meet in Redis whichever daemon received
-// each; an incomplete MO is taken by one caller after its timeout, and a
-// failed hand-off puts its parts back.
+// each. The caller that completes one (or takes one still incomplete after
+// the timeout) holds it until it reports it handed on; one whose hand-off
+// failed or who died lets another take it; a late copy of a part of an MO
+// handed on does not start a new one.
 func TestMOParts(t *testing.T) {
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
@@ -18,54 +20,73 @@ func TestMOParts(t *testing.T) {
 			c := be.client(t)
 			q := newQueue(t, c, testPrefix(t, c), Options{})
 			const carrier = "sim"
-
-			for _, seq := range []int{2, 1} {
-				parts, complete, err := q.AddMOPart(ctx, carrier, "a", seq, 3, []byte{byte('0' + seq)})
+			add := func(key string, seq, total int, part string, timeout time.Duration) (StoredMO, bool) {
+				t.Helper()
+				mo, complete, err := q.AddMOPart(ctx, carrier, key, seq, total, []byte(part), timeout)
 				require.NoError(t, err)
-				require.False(t, complete)
-				require.Nil(t, parts)
+				return mo, complete
 			}
-			// A part delivered twice (the carrier redelivered it) counts once.
-			_, complete, err := q.AddMOPart(ctx, carrier, "a", 2, 3, []byte("2"))
-			require.NoError(t, err)
+
+			_, complete := add("a", 2, 3, "2", time.Hour)
 			require.False(t, complete)
-			parts, complete, err := q.AddMOPart(ctx, carrier, "a", 3, 3, []byte("3"))
-			require.NoError(t, err)
+			_, complete = add("a", 1, 3, "1", time.Hour)
+			require.False(t, complete)
+			_, complete = add("a", 2, 3, "2", time.Hour) // redelivered: counts once
+			require.False(t, complete)
+			mo, complete := add("a", 3, 3, "3", time.Hour)
 			require.True(t, complete)
-			require.Equal(t, map[int][]byte{1: []byte("1"), 2: []byte("2"), 3: []byte("3")}, parts)
+			require.Equal(t, map[int][]byte{1: []byte("1"), 2: []byte("2"), 3: []byte("3")}, mo.Parts)
+			require.WithinDuration(t, time.Now(), mo.First, 5*time.Second)
+			// Held: a copy of a part completes nothing, nobody takes it.
+			_, complete = add("a", 3, 3, "3", time.Hour)
+			require.False(t, complete)
+			taken, err := q.TakeMOs(ctx, carrier, 10)
+			require.NoError(t, err)
+			require.Empty(t, taken)
+			require.NoError(t, q.DoneMO(ctx, carrier, "a"))
+			// A late copy of a part of the MO handed on starts nothing.
+			_, complete = add("a", 1, 3, "1", 0)
+			require.False(t, complete)
+			taken, err = q.TakeMOs(ctx, carrier, 10)
+			require.NoError(t, err)
+			require.Empty(t, taken, "a late copy is dropped, not handed on as a fragment")
 
 			// Another carrier's MO of the same key is its own.
-			_, complete, err = q.AddMOPart(ctx, "other", "b", 1, 2, []byte("x"))
+			_, complete, err = q.AddMOPart(ctx, "other", "a", 1, 2, []byte("x"), time.Hour)
 			require.NoError(t, err)
 			require.False(t, complete)
 
-			start := time.Now()
-			_, complete, err = q.AddMOPart(ctx, carrier, "b", 1, 2, []byte("first half"))
-			require.NoError(t, err)
+			// Incomplete past the timeout: taken once, with the parts received.
+			_, complete = add("b", 1, 2, "first half", time.Millisecond)
 			require.False(t, complete)
-			got, err := q.TakeExpiredMOs(ctx, carrier, time.Hour, 10)
-			require.NoError(t, err)
-			require.Empty(t, got, "not expired yet")
 			time.Sleep(5 * time.Millisecond)
-			got, err = q.TakeExpiredMOs(ctx, carrier, time.Millisecond, 10)
+			taken, err = q.TakeMOs(ctx, carrier, 10)
 			require.NoError(t, err)
-			require.Len(t, got, 1)
-			require.Equal(t, "b", got[0].Key)
-			require.Equal(t, map[int][]byte{1: []byte("first half")}, got[0].Parts)
-			require.WithinDuration(t, start, got[0].First, time.Second)
-			again, err := q.TakeExpiredMOs(ctx, carrier, time.Millisecond, 10)
+			require.Len(t, taken, 1)
+			require.Equal(t, "b", taken[0].Key)
+			require.Equal(t, map[int][]byte{1: []byte("first half")}, taken[0].Parts)
+			again, err := q.TakeMOs(ctx, carrier, 10)
 			require.NoError(t, err)
-			require.Empty(t, again, "taken once")
+			require.Empty(t, again, "held by the first taker")
+			// Its hand-off failed: released, due again after the wait.
+			require.NoError(t, q.ReleaseMO(ctx, carrier, "b", 0, time.Millisecond))
+			time.Sleep(5 * time.Millisecond)
+			again, err = q.TakeMOs(ctx, carrier, 10)
+			require.NoError(t, err)
+			require.Len(t, again, 1)
+			require.NoError(t, q.DoneMO(ctx, carrier, "b"))
 
-			// The hand-off failed: back, and the last part completes it.
-			require.NoError(t, q.PutMOParts(ctx, carrier, "b", got[0].First, got[0].Parts))
-			parts, complete, err = q.AddMOPart(ctx, carrier, "b", 2, 2, []byte("second half"))
-			require.NoError(t, err)
+			// The completing part's hand-off failed: that part is dropped
+			// (the carrier delivers it again) and its redelivery completes it.
+			_, complete = add("c", 1, 2, "one", time.Hour)
+			require.False(t, complete)
+			_, complete = add("c", 2, 2, "two", time.Hour)
 			require.True(t, complete)
-			require.Equal(t, map[int][]byte{1: []byte("first half"), 2: []byte("second half")}, parts)
-			left, err := q.TakeExpiredMOs(ctx, carrier, 0, 10)
-			require.NoError(t, err)
-			require.Empty(t, left)
+			require.NoError(t, q.ReleaseMO(ctx, carrier, "c", 2, time.Hour))
+			mo, complete = add("c", 2, 2, "two", time.Hour)
+			require.True(t, complete)
+			require.Equal(t, map[int][]byte{1: []byte("one"), 2: []byte("two")}, mo.Parts)
+			require.NoError(t, q.DoneMO(ctx, carrier, "c"))
 		})
 	}
 }

@@ -16,20 +16,27 @@ import (
 // them: a carrier spreads the deliver_sm of one system_id over all its
 // binds, and with bind leases those binds may be held by different daemons,
 // so one daemon's memory cannot join them. A part stored is durable, so it
-// is acknowledged at once without the loss window of the in-memory
-// reassembler. (queue.Queue implements it, through the daemon's wiring.)
+// is acknowledged at once; an MO completed or taken is held by one caller
+// until it reports it handed on (DoneMO), so a daemon dying in between loses
+// nothing: the hold lapses and another takes it. (queue.Queue implements
+// it, through the daemon's wiring.)
 type PartStore interface {
 	// AddMOPart stores part seq of total of the MO named key; when it
-	// completes the MO it returns every part, removed, by part number.
-	AddMOPart(ctx context.Context, carrier, key string, seq, total int, part []byte) (parts map[int][]byte, complete bool, err error)
-	// PutMOParts puts parts back after the handler failed.
-	PutMOParts(ctx context.Context, carrier, key string, first time.Time, parts map[int][]byte) error
-	// TakeExpiredMOs removes and returns at most n incomplete MOs whose
-	// first part is older than age; each is taken by one caller.
-	TakeExpiredMOs(ctx context.Context, carrier string, age time.Duration, n int) ([]StoredMO, error)
+	// completes the MO it returns it, held by the caller (complete true).
+	// A late copy of a part of an MO handed on is dropped.
+	AddMOPart(ctx context.Context, carrier, key string, seq, total int, part []byte, timeout time.Duration) (mo StoredMO, complete bool, err error)
+	// TakeMOs holds and returns at most n MOs still incomplete after the
+	// timeout given when their first part came, or whose holder did not
+	// report them handed on in time.
+	TakeMOs(ctx context.Context, carrier string, n int) ([]StoredMO, error)
+	// DoneMO ends the holding of an MO handed on.
+	DoneMO(ctx context.Context, carrier, key string) error
+	// ReleaseMO ends the holding of an MO whose hand-off failed, dropping
+	// part drop (0: none), due again after wait.
+	ReleaseMO(ctx context.Context, carrier, key string, drop int, wait time.Duration) error
 }
 
-// StoredMO is an incomplete MO taken from a PartStore.
+// StoredMO is an MO held from a PartStore.
 type StoredMO struct {
 	Key   string
 	First time.Time
@@ -96,34 +103,43 @@ func storedParts(log *slog.Logger, parts map[int][]byte) []moPart {
 // addStoredPart is the concatenated-MO path with a PartStore: the part is
 // stored (ESME_RX_T_APPN when it cannot be, so the carrier redelivers it),
 // and the part that completes the MO hands it to the handler; when the
-// handler fails the other parts go back and this one is redelivered.
+// handler fails this part is dropped from the store, to come again with
+// the carrier's redelivery.
 func (p *Pool) addStoredPart(ctx context.Context, b *bind, k assemblyKey, seq uint8, part moPart, mo MO) uint32 {
 	key := k.storeKey()
-	parts, complete, err := p.parts.AddMOPart(ctx, p.carrier, key, int(seq), int(k.total), part.encode())
+	held, complete, err := p.parts.AddMOPart(ctx, p.carrier, key, int(seq), int(k.total), part.encode(), p.re.timeout)
 	if err != nil {
 		b.log.Warn("smpp MO part could not be stored, ESME_RX_T_APPN sent", "err", err)
 		return StatusXTAppn
 	}
 	if !complete {
-		return StatusOK // stored where every daemon sees it
+		return StatusOK // stored where every daemon sees it (or a late copy)
 	}
-	mo.Text = joinParts(storedParts(b.log, parts))
+	mo.Text = joinParts(storedParts(b.log, held.Parts))
 	mo.Segments = int(k.total)
+	mo.ReceivedAt = held.First
 	st := p.deliverMO(ctx, b.log, mo)
+	bg := context.WithoutCancel(ctx)
 	if st != StatusOK {
-		delete(parts, int(seq)) // comes again with the carrier's redelivery
-		if err := p.parts.PutMOParts(context.WithoutCancel(ctx), p.carrier, key, mo.ReceivedAt, parts); err != nil {
-			b.log.Error("smpp MO parts lost: handler failed and they could not be stored again", "err", err, "parts", len(parts))
+		if err := p.parts.ReleaseMO(bg, p.carrier, key, int(seq), p.re.timeout); err != nil {
+			b.log.Warn("smpp MO held after a failed hand-off; it is taken again when its hold lapses", "err", err)
 		}
+		return st
 	}
-	return st
+	if err := p.parts.DoneMO(bg, p.carrier, key); err != nil {
+		// Delivered; another daemon may deliver it again once the hold
+		// lapses (the webhook event is at least once anyway).
+		b.log.Warn("smpp MO handed on but not marked done", "err", err)
+	}
+	return StatusOK
 }
 
-// sweepStoredMOs hands on the stored MOs of the carrier still incomplete
-// after the reassembly timeout (any daemon's pool of the carrier takes each
-// once); a hand-off that fails goes back for a later sweep.
+// sweepStoredMOs hands on the stored MOs of the carrier whose time came
+// (incomplete after the reassembly timeout, or not handed on by a holder
+// that died or failed): any daemon's pool of the carrier takes each once at
+// a time, and one whose hand-off fails is taken again after the hold.
 func (p *Pool) sweepStoredMOs(ctx context.Context) {
-	mos, err := p.parts.TakeExpiredMOs(ctx, p.carrier, p.re.timeout, 100)
+	mos, err := p.parts.TakeMOs(ctx, p.carrier, 100)
 	if err != nil {
 		p.log.Warn("smpp incomplete MOs could not be read", "err", err)
 	}
@@ -131,22 +147,25 @@ func (p *Pool) sweepStoredMOs(ctx context.Context) {
 		k, err := parseStoreKey(s.Key)
 		if err != nil {
 			p.log.Error("smpp stored MO dropped: unreadable key", "err", err)
+			_ = p.parts.DoneMO(ctx, p.carrier, s.Key)
 			continue
 		}
 		parts := storedParts(p.log, s.Parts)
-		p.log.Warn("smpp multipart MO incomplete after the reassembly timeout, delivering the parts received",
-			"received", len(parts), "total", k.total)
+		if len(parts) < int(k.total) {
+			p.log.Warn("smpp multipart MO incomplete after the reassembly timeout, delivering the parts received",
+				"received", len(parts), "total", k.total)
+		}
 		mo := MO{From: k.from, To: k.to, Text: joinParts(parts), Segments: len(parts), ReceivedAt: s.First, Carrier: p.carrier}
 		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err = p.handler.HandleMO(hctx, mo)
 		cancel()
 		if err != nil {
-			p.log.Warn("smpp MO handler failed for an incomplete MO, will retry", "err", err)
-			if err := p.parts.PutMOParts(context.WithoutCancel(ctx), p.carrier, s.Key, s.First, s.Parts); err != nil {
-				p.log.Error("smpp incomplete MO lost: handler failed and its parts could not be stored again", "err", err)
-			}
+			p.log.Warn("smpp MO handler failed for a stored MO, will retry when its hold lapses", "err", err)
 			continue
 		}
 		p.m.mo.WithLabelValues(p.carrier).Inc()
+		if err := p.parts.DoneMO(context.WithoutCancel(ctx), p.carrier, s.Key); err != nil {
+			p.log.Warn("smpp MO handed on but not marked done", "err", err)
+		}
 	}
 }

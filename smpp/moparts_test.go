@@ -2,6 +2,7 @@ package smpp
 
 import (
 	"context"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -16,61 +17,67 @@ import (
 
 // memParts is a PartStore shared by pools, as Redis is by daemons.
 type memParts struct {
-	mu    sync.Mutex
-	parts map[string]map[int][]byte
-	first map[string]time.Time
+	mu  sync.Mutex
+	mos map[string]*memMO
 }
 
-func newMemParts() *memParts {
-	return &memParts{parts: map[string]map[int][]byte{}, first: map[string]time.Time{}}
+type memMO struct {
+	parts map[int][]byte
+	first time.Time
+	due   time.Time // when TakeMOs may take it
+	held  bool
 }
 
-func (m *memParts) AddMOPart(_ context.Context, carrier, key string, seq, total int, part []byte) (map[int][]byte, bool, error) {
+func newMemParts() *memParts { return &memParts{mos: map[string]*memMO{}} }
+
+func (m *memParts) AddMOPart(_ context.Context, carrier, key string, seq, total int, part []byte, timeout time.Duration) (StoredMO, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	k := carrier + "/" + key
-	if m.parts[k] == nil {
-		m.parts[k], m.first[k] = map[int][]byte{}, time.Now()
+	mo := m.mos[k]
+	if mo == nil {
+		now := time.Now()
+		mo = &memMO{parts: map[int][]byte{}, first: now, due: now.Add(timeout)}
+		m.mos[k] = mo
 	}
-	m.parts[k][seq] = part
-	if len(m.parts[k]) < total {
-		return nil, false, nil
+	mo.parts[seq] = part
+	if mo.held || len(mo.parts) < total {
+		return StoredMO{}, false, nil
 	}
-	out := m.parts[k]
-	delete(m.parts, k)
-	delete(m.first, k)
-	return out, true, nil
+	mo.held = true
+	return StoredMO{Key: key, First: mo.first, Parts: maps.Clone(mo.parts)}, true, nil
 }
 
-func (m *memParts) PutMOParts(_ context.Context, carrier, key string, first time.Time, parts map[int][]byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	k := carrier + "/" + key
-	if m.parts[k] == nil {
-		m.parts[k], m.first[k] = map[int][]byte{}, first
-	}
-	for s, p := range parts {
-		if _, ok := m.parts[k][s]; !ok {
-			m.parts[k][s] = p
-		}
-	}
-	return nil
-}
-
-func (m *memParts) TakeExpiredMOs(_ context.Context, carrier string, age time.Duration, n int) ([]StoredMO, error) {
+func (m *memParts) TakeMOs(_ context.Context, carrier string, n int) ([]StoredMO, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []StoredMO
-	for k, f := range m.first {
+	for k, mo := range m.mos {
 		c, key, _ := strings.Cut(k, "/")
-		if c != carrier || time.Since(f) < age || len(out) == n {
+		if c != carrier || mo.held || time.Now().Before(mo.due) || len(out) == n {
 			continue
 		}
-		out = append(out, StoredMO{Key: key, First: f, Parts: m.parts[k]})
-		delete(m.parts, k)
-		delete(m.first, k)
+		mo.held = true
+		out = append(out, StoredMO{Key: key, First: mo.first, Parts: maps.Clone(mo.parts)})
 	}
 	return out, nil
+}
+
+func (m *memParts) DoneMO(_ context.Context, carrier, key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.mos, carrier+"/"+key)
+	return nil
+}
+
+func (m *memParts) ReleaseMO(_ context.Context, carrier, key string, drop int, wait time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if mo := m.mos[carrier+"/"+key]; mo != nil {
+		delete(mo.parts, drop)
+		mo.held, mo.due = false, time.Now().Add(wait)
+	}
+	return nil
 }
 
 func newStorePool(t *testing.T, c config.Carrier, store PartStore) *testPool {
@@ -123,7 +130,7 @@ func TestStoredPartsExpire(t *testing.T) {
 	waitUp(t, p1)
 	waitUp(t, p2)
 	k := assemblyKey{from: "+15550002222", to: "+15550001111", ref: 7, total: 2}
-	_, complete, err := store.AddMOPart(context.Background(), "ca", k.storeKey(), 1, 2, moPart{alpha: alphaLatin1, units: []byte("first half")}.encode())
+	_, complete, err := store.AddMOPart(context.Background(), "ca", k.storeKey(), 1, 2, moPart{alpha: alphaLatin1, units: []byte("first half")}.encode(), 300*time.Millisecond)
 	require.NoError(t, err)
 	require.False(t, complete)
 	all := func() []MO { return append(p1.h.MOs(), p2.h.MOs()...) }
