@@ -439,6 +439,12 @@ func (d *Dispatcher) attempt(ctx context.Context, j *job) {
 		return
 	}
 	due := now.Add(d.retryDelay(j.rec.Attempts))
+	// Not before the endpoint's circuit reopens, and just behind the events
+	// held back until then: its probe tries one of those, so an event that
+	// keeps failing does not keep the others from their first attempt.
+	if _, open := d.s.circuit(j.ep); !due.After(open) {
+		due = open.Add(time.Millisecond)
+	}
 	if err := d.schedule(bg, []scheduled{{ep: j.ep, rec: j.record(), first: j.first, due: due}}); err != nil {
 		d.logErr("schedule", err)
 		return // fresh: stays pending in the stream; retry: its lease expires
