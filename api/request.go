@@ -296,22 +296,31 @@ func (s *bodyScan) object(fields []string, list string) *Error {
 				s.top = -1
 			}
 		}
-		s.ws()
-		if s.i == len(s.b) {
-			return errSyntax
-		}
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-			s.ws()
-		case '}':
-			s.i++
-			s.depth--
-			return nil
-		default:
-			return errSyntax
+		if end, e := s.after('}'); e != nil || end {
+			return e
 		}
 	}
+}
+
+// after scans what follows a member or element of an object or array
+// closed by close: a comma (end false, white space after it skipped) or
+// close itself (end true, the container's depth left).
+func (s *bodyScan) after(close byte) (end bool, e *Error) {
+	s.ws()
+	if s.i == len(s.b) {
+		return false, errSyntax
+	}
+	switch s.b[s.i] {
+	case ',':
+		s.i++
+		s.ws()
+		return false, nil
+	case close:
+		s.i++
+		s.depth--
+		return true, nil
+	}
+	return false, errSyntax
 }
 
 func fieldIndex(fields []string, name []byte) int {
@@ -403,20 +412,8 @@ func (s *bodyScan) array(media bool) *Error {
 		if media {
 			s.elem = -1
 		}
-		s.ws()
-		if s.i == len(s.b) {
-			return errSyntax
-		}
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-			s.ws()
-		case ']':
-			s.i++
-			s.depth--
-			return nil
-		default:
-			return errSyntax
+		if end, e := s.after(']'); e != nil || end {
+			return e
 		}
 	}
 }
