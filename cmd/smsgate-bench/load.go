@@ -82,11 +82,14 @@ type loadResult struct {
 func (r loadResult) Accepted() int { return r.Statuses[http.StatusAccepted] }
 
 // generator sends POST /v1/messages, request i to urls[i mod len(urls)].
+// With get set (the -kannel run) request i is instead a GET of urls[i mod
+// len(urls)] followed by bodies[i] (a path and query).
 type generator struct {
 	urls        []string
-	apiKey      string
+	apiKey      string // "": no Authorization header
 	concurrency int
 	rate        float64 // 0: closed loop
+	get         bool
 	client      *http.Client
 }
 
@@ -162,12 +165,22 @@ func (g *generator) run(ctx context.Context, bodies [][]byte) loadResult {
 }
 
 func (g *generator) post(ctx context.Context, url string, body []byte) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	var req *http.Request
+	var err error
+	if g.get {
+		req, err = http.NewRequestWithContext(ctx, http.MethodGet, url+string(body), nil)
+	} else {
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	}
 	if err != nil {
 		return 0, err
 	}
-	req.Header.Set("Authorization", "Bearer "+g.apiKey)
-	req.Header.Set("Content-Type", "application/json")
+	if g.apiKey != "" {
+		req.Header.Set("Authorization", "Bearer "+g.apiKey)
+	}
+	if !g.get {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := g.client.Do(req)
 	if err != nil {
 		return 0, err

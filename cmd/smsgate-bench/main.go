@@ -13,7 +13,9 @@
 // a minimal gateway that does only the API contract's HTTP work (floor.go)
 // stands in for smsgate, Redis and the simulator: the CPU floor of that
 // traffic on the machine; -floor-raw runs it on hand-written HTTP/1.1
-// (floorraw.go) to show what net/http itself costs.
+// (floorraw.go) to show what net/http itself costs. With -kannel the same
+// load goes through an installed Kannel (bearerbox and smsbox, kannel.go)
+// to the same simulator and sink: the reference gateway on this machine.
 //
 // Usage:
 //
@@ -22,6 +24,7 @@
 //	smsgate-bench -quick -cluster -daemons 3
 //	smsgate-bench -floor
 //	smsgate-bench -floor-raw
+//	smsgate-bench -kannel [-kannel-dir /usr/sbin]
 //
 // Every child process is killed when the command exits. The last line of
 // output is the result as one JSON object.
@@ -98,6 +101,9 @@ type options struct {
 	Daemons        int           // smsgate processes
 	Floor          bool          // reference run: the floor gateway instead of smsgate
 	FloorRaw       bool          // the floor gateway on hand-written HTTP/1.1 instead of net/http
+	Kannel         bool          // reference run: Kannel (bearerbox + smsbox) instead of smsgate and Redis
+	KannelDir      string        // where bearerbox and smsbox are
+	ReceiptDelay   time.Duration // the simulator's delay of delivery receipts
 }
 
 // clusterMasters is the number of masters of the -cluster store.
@@ -132,6 +138,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.Daemons, "daemons", 1, "smsgate processes on the same store and key prefix, sharing the binds through bind leases; requests go round-robin over them")
 	fs.BoolVar(&o.Floor, "floor", false, "reference run: instead of smsgate, Redis and the simulator, a minimal gateway that does only the HTTP work the API contract asks per message (read the request, answer 202, POST each status event, signed); its CPU per message is the floor of that traffic on this machine")
 	fs.BoolVar(&o.FloorRaw, "floor-raw", false, "-floor with the floor gateway's HTTP hand-written on net.Conn (server and webhook client) instead of net/http: what the same traffic costs with the least Go does above the sockets")
+	fs.BoolVar(&o.Kannel, "kannel", false, "reference run: the same load through Kannel (bearerbox + smsbox with its file message store, e.g. Debian's kannel package) to the same simulator, delivery reports by dlr-url to the same sink; -status-events picks the dlr-mask")
+	fs.StringVar(&o.KannelDir, "kannel-dir", "/usr/sbin", "`directory` holding Kannel's bearerbox and smsbox")
+	fs.DurationVar(&o.ReceiptDelay, "receipt-delay", 0, "the simulator sends each delivery receipt this long after its submit_sm_resp (default 0; 1s with -kannel, which drops receipts that overtake their submit_sm_resp)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -141,12 +150,21 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	nSet := false
-	fs.Visit(func(f *flag.Flag) { nSet = nSet || f.Name == "n" })
+	var errs []error
+	nSet, delaySet := false, false
+	fs.Visit(func(f *flag.Flag) {
+		nSet = nSet || f.Name == "n"
+		delaySet = delaySet || f.Name == "receipt-delay"
+	})
 	if o.Quick && !nSet {
 		o.N = quickN
 	}
-	var errs []error
+	if o.Kannel && !delaySet {
+		o.ReceiptDelay = time.Second
+	}
+	if o.ReceiptDelay < 0 {
+		errs = append(errs, fmt.Errorf("-receipt-delay must not be negative, got %v", o.ReceiptDelay))
+	}
 	positive := func(name string, v int) {
 		if v <= 0 {
 			errs = append(errs, fmt.Errorf("-%s must be positive, got %d", name, v))
@@ -169,6 +187,14 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.Floor && (o.QueueOnly > 0 || o.Cluster || o.Daemons > 1 || o.Profile != "") {
 		errs = append(errs, errors.New("-floor and -floor-raw run the floor gateway alone: no -queue-only, -cluster, -daemons or -profile"))
+	}
+	if o.Kannel {
+		if o.Floor || o.QueueOnly > 0 || o.Cluster || o.Daemons > 1 || o.Profile != "" {
+			errs = append(errs, errors.New("-kannel runs Kannel alone: no -floor, -queue-only, -cluster, -daemons or -profile"))
+		}
+		if _, err := kannelDLRMask(o.StatusEvents); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if o.Rate < 0 {
 		errs = append(errs, fmt.Errorf("-rate must not be negative, got %v", o.Rate))

@@ -334,7 +334,10 @@ func (e *env) loadRun(ctx context.Context, p plan, n int) (*Result, error) {
 		return nil, err
 	}
 	prof := e.startProfile()
-	pl := startPoller(ctx, e.http, e.metricsURLs, 100*time.Millisecond, e.sink)
+	pl := startPoller(ctx, 100*time.Millisecond, e.sink, func(ctx context.Context) (float64, error) {
+		s, err := scrapeAll(ctx, e.http, e.metricsURLs)
+		return submitsOK(s), err
+	})
 	e.logf("sending %d messages from %d numbers to %d daemon(s) on %s, concurrency %d, rate %s; load average %s",
 		n, len(p.numbers), len(e.daemons), e.storeLabel(), o.Concurrency, rateLabel(o.Rate), res.Machine.LoadAvg)
 	lr := gen.run(ctx, bodies)

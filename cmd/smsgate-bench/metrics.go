@@ -141,7 +141,8 @@ type point struct {
 	Delivered int     // delivered events (user messages and notices)
 }
 
-// poller scrapes the submit_sm counter periodically, so the time the last
+// poller reads the count of submit_sm answered OK periodically (count:
+// smsgate's metric, or bearerbox's status page), so the time the last
 // submit_sm reached the simulator is known to within the interval.
 type poller struct {
 	mu     sync.Mutex
@@ -150,14 +151,14 @@ type poller struct {
 	wg     sync.WaitGroup
 }
 
-func startPoller(ctx context.Context, client *http.Client, urls []string, every time.Duration, sk *sink) *poller {
+func startPoller(ctx context.Context, every time.Duration, sk *sink, count func(context.Context) (float64, error)) *poller {
 	p := &poller{done: make(chan struct{})}
 	p.wg.Go(func() {
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
-			if s, err := scrapeAll(ctx, client, urls); err == nil {
-				pt := point{At: time.Now(), Value: submitsOK(s)}
+			if v, err := count(ctx); err == nil {
+				pt := point{At: time.Now(), Value: v}
 				c := sk.counts()
 				pt.Events, pt.Delivered = c.Total, c.UserDelivered+c.NoticeDelivered+c.DupDelivered
 				p.mu.Lock()

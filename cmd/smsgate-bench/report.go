@@ -47,12 +47,14 @@ type Params struct {
 	StatusEvents string `json:"status_events,omitempty"`
 	// FloorRaw: the floor gateway ran on hand-written HTTP/1.1 (-floor-raw).
 	FloorRaw bool `json:"floor_raw,omitempty"`
+	// ReceiptDelayMs is the simulator's delay of delivery receipts.
+	ReceiptDelayMs int64 `json:"receipt_delay_ms,omitempty"`
 }
 
 func paramsOf(o options, n int) Params {
 	return Params{N: n, Numbers: o.Numbers, Recipients: o.Recipients, Concurrency: o.Concurrency,
 		Rate: o.Rate, Binds: o.Binds, Window: o.Window, Daemons: max(o.Daemons, 1), Cluster: o.Cluster,
-		StatusEvents: o.StatusEvents, FloorRaw: o.FloorRaw}
+		StatusEvents: o.StatusEvents, FloorRaw: o.FloorRaw, ReceiptDelayMs: o.ReceiptDelay.Milliseconds()}
 }
 
 // CPU is CPU seconds used during the measured window.
@@ -87,7 +89,7 @@ type Memory struct {
 
 // Result is one run's figures; it is printed as a table and as one JSON line.
 type Result struct {
-	Mode       string  `json:"mode"` // e2e | queue-only | floor (CPU.Smsgate is then the floor gateway's)
+	Mode       string  `json:"mode"` // e2e | queue-only | floor | kannel (CPU.Smsgate is then the floor gateway's, or bearerbox + smsbox)
 	Params     Params  `json:"params"`
 	Machine    Machine `json:"machine"`
 	LoadAvgEnd string  `json:"loadavg_end"`
@@ -188,6 +190,8 @@ func report(w io.Writer, r *Result) error {
 		writeMemoryTable(&b, r)
 	case "floor":
 		writeFloorTable(&b, r)
+	case "kannel":
+		writeKannelTable(&b, r)
 	default:
 		writeLoadTable(&b, r)
 	}
@@ -227,6 +231,9 @@ func writeHeader(b *strings.Builder, r *Result) {
 	b.WriteString("\n")
 	if r.Params.StatusEvents != "" {
 		fmt.Fprintf(b, "webhook status events: only %s\n\n", r.Params.StatusEvents)
+	}
+	if r.Params.ReceiptDelayMs > 0 {
+		fmt.Fprintf(b, "the simulator sends each receipt %v after its submit_sm_resp\n\n", time.Duration(r.Params.ReceiptDelayMs)*time.Millisecond)
 	}
 }
 

@@ -97,6 +97,24 @@ func run(ctx context.Context, opts options, stdout, stderr io.Writer) (err error
 			return fmt.Errorf("build smsgate (run from the repository, or pass -smsgate): %w", err)
 		}
 	}
+	if opts.Kannel {
+		if e.sink, err = newSink(opts.N); err != nil {
+			return fmt.Errorf("sink: %w", err)
+		}
+		host, port, err := e.startSimulator(ctx, bin)
+		if err != nil {
+			return err
+		}
+		statusURL, _, err := e.startKannel(ctx, host, port)
+		if err != nil {
+			return err
+		}
+		res, err := e.kannelRun(ctx, newPlan(opts.Numbers, opts.Recipients, opts.Text), opts.N, statusURL)
+		if err != nil {
+			return err
+		}
+		return report(stdout, res)
+	}
 	if opts.Profile != "" {
 		if err := os.MkdirAll(opts.Profile, 0o755); err != nil {
 			return fmt.Errorf("profile dir: %w", err)
@@ -174,7 +192,11 @@ func (e *env) startRedis(ctx context.Context) error {
 func (e *env) startSimulator(ctx context.Context, bin string) (string, int, error) {
 	var out io.ReadCloser
 	var err error
-	e.sim, err = e.start("simulator", &out, bin, "simulate", "-listen", "127.0.0.1:0")
+	args := []string{"simulate", "-listen", "127.0.0.1:0"}
+	if e.opts.ReceiptDelay > 0 {
+		args = append(args, "-receipt-delay", e.opts.ReceiptDelay.String())
+	}
+	e.sim, err = e.start("simulator", &out, bin, args...)
 	if err != nil {
 		return "", 0, err
 	}

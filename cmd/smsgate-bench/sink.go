@@ -56,6 +56,9 @@ func newSink(n int) (*sink, error) {
 // URL is where the daemon should POST events.
 func (s *sink) URL() string { return "http://" + s.ln.Addr().String() + "/events" }
 
+// KannelURL is the dlr-url of Kannel's delivery reports (-kannel).
+func (s *sink) KannelURL() string { return "http://" + s.ln.Addr().String() + "/kannel" }
+
 // Close stops the server.
 func (s *sink) Close() error { return s.srv.Close() }
 
@@ -67,8 +70,13 @@ type sinkEvent struct {
 	} `json:"data"`
 }
 
-// ServeHTTP counts one event and answers 204.
+// ServeHTTP counts one event and answers 204 (or, at /kannel, one Kannel
+// delivery report).
 func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/kannel" {
+		s.handleKannelDLR(w, r)
+		return
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
 	now := time.Now()
 	var ev sinkEvent
