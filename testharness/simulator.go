@@ -35,6 +35,7 @@ const (
 	StatusInvCmdID        uint32 = 0x03 // ESME_RINVCMDID
 	StatusInvBndSts       uint32 = 0x04 // ESME_RINVBNDSTS
 	StatusAlyBnd          uint32 = 0x05 // ESME_RALYBND
+	StatusSysErr          uint32 = 0x08 // ESME_RSYSERR
 	StatusInvDstAdr       uint32 = 0x0B // ESME_RINVDSTADR
 	StatusBindFail        uint32 = 0x0D // ESME_RBINDFAIL
 	StatusInvPaswd        uint32 = 0x0E // ESME_RINVPASWD

@@ -607,7 +607,10 @@ func attempts(sims map[string]*testharness.Simulator, mark func(*faults.Attempt,
 	for name, s := range sims {
 		for _, sub := range s.Submits() {
 			seq, _ := faults.ParseText(sub.ShortMessage)
-			a := faults.Attempt{From: sub.Source, Seq: seq, OK: sub.Status == testharness.StatusOK, At: sub.At, Carrier: name}
+			// A submission the carrier swallowed (NoResponseRate: no answer,
+			// no message id) was never taken, although its status says OK.
+			swallowed := !sub.Answered && sub.MessageID == ""
+			a := faults.Attempt{From: sub.Source, Seq: seq, OK: sub.Status == testharness.StatusOK && !swallowed, At: sub.At, Carrier: name}
 			if mark != nil {
 				mark(&a, sub)
 			}

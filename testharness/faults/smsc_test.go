@@ -153,3 +153,62 @@ func TestFaultSMSCThrottles(t *testing.T) {
 	}
 	t.Logf("RESULT smsc-throttle extra: %d submit_sm refused (throttled, queue full); last message out %.1fs after the throttling stopped; %d duplicates", rep.Refused, lastOK.Sub(stoppedAt).Seconds(), rep.Duplicates)
 }
+
+// Scenario 4b: the SMSC misbehaves in every way at once during a burst, as
+// a loaded carrier does: answers slowly, refuses some submissions with a
+// temporary error (ESME_RSYSERR), throttles (ESME_RTHROTTLED) everything
+// beyond a window smaller than the bind's and beyond an account rate below
+// what the load asks, swallows a few submissions without an answer, loses
+// a few answers to submissions it did take, and sends each receipt before
+// its submit_sm_resp with the id in the text only. Nothing is lost or
+// fails, every message ends delivered, per-number order and rate hold, and
+// every duplicate is flagged and comes from an answer that was lost.
+func TestFaultSMSCMisbehavesAtOnce(t *testing.T) {
+	everyRun(t)
+	total := envInt(t, envMessages, 2000) / 4
+	nNums := envInt(t, envNumbers, 200) / 4
+	per := max(1, total/nNums)
+	const rate, window, nBinds = 5.0, 10, 2
+
+	e := newEnv(t)
+	sim := newSim(t, testharness.Faults{
+		Latency:          20 * time.Millisecond,
+		ErrorRate:        0.05,
+		ErrorStatus:      testharness.StatusSysErr,
+		NoResponseRate:   0.01,
+		LostResponseRate: 0.02,
+		MaxWindow:        window - 4,
+		MaxTPS:           150,
+		ReceiptFirst:     true,
+		ReceiptID:        "text",
+	})
+	bs := bindSpec{Addr: sim.Addr(), Window: window, ResponseTimeout: time.Second}
+	from, to := numbers(nNums)
+	cfg := e.config([]bindSpec{bs, bs}, from, rate)
+	startDaemon(t, "gw", cfg)
+
+	l := newLoader(cfg.API)
+	<-startLoad(t, l, from, to, per, 8, 10*time.Millisecond)
+	rep := e.verdict("smsc-misbehaves", cfg.API, l, map[string]*testharness.Simulator{"sim": sim}, rate, 90*time.Second)
+	requireNoLoss(t, rep, l)
+	require.Zero(t, rep.RateViolations, "per-number rate")
+	require.Equal(t, rep.Accepted, rep.Statuses["delivered"], "every message delivered")
+	var refused, swallowed, lost int
+	for _, s := range sim.Submits() {
+		switch {
+		case s.Status != testharness.StatusOK:
+			refused++
+		case !s.Answered && s.MessageID == "":
+			swallowed++
+		case !s.Answered:
+			lost++
+		}
+	}
+	require.Positive(t, refused, "the carrier refused submissions")
+	require.Positive(t, lost+swallowed, "the carrier left submissions unanswered")
+	// A submission whose answer was lost was taken by the carrier: sending
+	// it again is the only way not to lose it, and the copy is flagged. A
+	// swallowed one was never taken: its resend is no duplicate.
+	require.LessOrEqual(t, rep.Duplicates, lost, "duplicates come only from lost answers")
+	t.Logf("RESULT smsc-misbehaves extra: %d submit_sm refused, %d swallowed, %d answers lost; %d duplicates, all flagged", refused, swallowed, lost, rep.Duplicates)
+}
