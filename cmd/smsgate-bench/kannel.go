@@ -180,23 +180,24 @@ func kannelOnline(status string) (smscs int, smsbox bool) {
 
 // startKannel writes kannel.conf, starts bearerbox and then smsbox, and
 // waits until every bind is online, smsbox is connected and sendsms
-// answers. It returns the admin status URL and the sendsms base URL.
-func (e *env) startKannel(ctx context.Context, smscHost string, smscPort int) (statusURL, sendsmsURL string, err error) {
+// answers (its base URL is then the run's only API). It returns the URL of
+// bearerbox's status page.
+func (e *env) startKannel(ctx context.Context, smscHost string, smscPort int) (statusURL string, err error) {
 	o := e.opts
 	var p kannelPorts
 	for _, port := range []*int{&p.Admin, &p.Smsbox, &p.Sendsms} {
 		if *port, err = freePort(); err != nil {
-			return "", "", err
+			return "", err
 		}
 	}
 	conf := filepath.Join(e.tmp, "kannel.conf")
 	if err := os.WriteFile(conf, []byte(kannelConfig(p, e.tmp, smscHost, smscPort, o.Binds, o.Window)), 0o600); err != nil {
-		return "", "", fmt.Errorf("write kannel.conf: %w", err)
+		return "", fmt.Errorf("write kannel.conf: %w", err)
 	}
 	// -v 4: console (stdout) logging at panic only; the log files get info.
 	bb, err := e.start("bearerbox", nil, filepath.Join(o.KannelDir, "bearerbox"), "-v", "4", conf)
 	if err != nil {
-		return "", "", fmt.Errorf("kannel (install it, e.g. apt-get install kannel, or pass -kannel-dir): %w", err)
+		return "", fmt.Errorf("kannel (install it, e.g. apt-get install kannel, or pass -kannel-dir): %w", err)
 	}
 	statusURL = fmt.Sprintf("http://127.0.0.1:%d/status.txt?password=%s", p.Admin, kannelPassword)
 	status := func() (string, error) { return scrapeText(ctx, e.http, statusURL) }
@@ -204,11 +205,11 @@ func (e *env) startKannel(ctx context.Context, smscHost string, smscPort int) (s
 		_, err := status()
 		return err
 	}); err != nil {
-		return "", "", err
+		return "", err
 	}
 	sb, err := e.start("smsbox", nil, filepath.Join(o.KannelDir, "smsbox"), "-v", "4", conf)
 	if err != nil {
-		return "", "", err
+		return "", err
 	}
 	e.daemons = []*child{bb, sb}
 	e.daemon = bb
@@ -222,9 +223,9 @@ func (e *env) startKannel(ctx context.Context, smscHost string, smscPort int) (s
 		}
 		return nil
 	}); err != nil {
-		return "", "", err
+		return "", err
 	}
-	sendsmsURL = fmt.Sprintf("http://127.0.0.1:%d", p.Sendsms)
+	sendsmsURL := fmt.Sprintf("http://127.0.0.1:%d", p.Sendsms)
 	// sendsms without arguments is refused (4xx): any answer means smsbox serves.
 	if err := waitFor(ctx, sb, 30*time.Second, "smsbox sendsms answers", func() error {
 		resp, err := e.http.Get(sendsmsURL + "/cgi-bin/sendsms")
@@ -234,10 +235,10 @@ func (e *env) startKannel(ctx context.Context, smscHost string, smscPort int) (s
 		_, _ = io.Copy(io.Discard, resp.Body)
 		return resp.Body.Close()
 	}); err != nil {
-		return "", "", err
+		return "", err
 	}
 	e.apis = []string{sendsmsURL}
-	return statusURL, sendsmsURL, nil
+	return statusURL, nil
 }
 
 // kannelRun sends n messages through Kannel and waits for every delivered

@@ -59,7 +59,7 @@ func TestParseFlags(t *testing.T) {
 			require.Equal(t, quickN, o.N)
 		}},
 		{name: "floor runs alone", args: []string{"-floor", "-cluster"},
-			wantErr: "-floor and -floor-raw run the floor gateway alone: no -queue-only, -cluster, -daemons or -profile"},
+			wantErr: "-floor and -floor-raw run the floor gateway alone: no -queue-only, -cluster, -daemons, -profile or -receipt-delay"},
 		{name: "floor-raw is a floor run", args: []string{"-floor-raw"}, check: func(t *testing.T, o options) {
 			require.True(t, o.Floor)
 			require.True(t, o.FloorRaw)

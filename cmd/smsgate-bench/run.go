@@ -105,7 +105,7 @@ func run(ctx context.Context, opts options, stdout, stderr io.Writer) (err error
 		if err != nil {
 			return err
 		}
-		statusURL, _, err := e.startKannel(ctx, host, port)
+		statusURL, err := e.startKannel(ctx, host, port)
 		if err != nil {
 			return err
 		}
