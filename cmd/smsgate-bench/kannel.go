@@ -293,18 +293,7 @@ func (e *env) kannelRun(ctx context.Context, p plan, n int, statusURL string) (*
 	}
 	res.LoadAvgEnd = loadAvg()
 	res.fillAccept(lr)
-	submits := total - sent0
-	points = append(points, point{At: after.At, Value: submits, Events: c.Total,
-		Delivered: c.UserDelivered + c.NoticeDelivered + c.DupDelivered})
-	for _, pt := range points {
-		res.Timeline = append(res.Timeline, [4]float64{
-			float64(pt.At.Sub(lr.Start).Milliseconds()) / 1000, pt.Value, float64(pt.Events), float64(pt.Delivered)})
-	}
-	res.SubmitsOK = int(submits)
-	if at, ok := reached(points, submits); ok && submits > 0 {
-		res.SubmitSeconds = at.Sub(lr.Start).Seconds()
-		res.SubmitRate = submits / res.SubmitSeconds
-	}
+	res.fillSubmits(points, after.At, total-sent0, c, lr.Start)
 	res.fillSink(c, lr.Start)
 	res.fillCPU(before, after)
 	return res, nil

@@ -373,18 +373,8 @@ func (e *env) loadRun(ctx context.Context, p plan, n int) (*Result, error) {
 	res.Notices = notices
 
 	submits := submitsOK(final)
-	points = append(points, point{At: after.At, Value: submits, Events: c.Total,
-		Delivered: c.UserDelivered + c.NoticeDelivered + c.DupDelivered})
-	for _, pt := range points {
-		res.Timeline = append(res.Timeline, [4]float64{
-			float64(pt.At.Sub(lr.Start).Milliseconds()) / 1000, pt.Value, float64(pt.Events), float64(pt.Delivered)})
-	}
-	res.SubmitsOK = int(submits)
+	res.fillSubmits(points, after.At, submits, c, lr.Start)
 	res.SubmitsOther = int(sum(final, "smsgate_smpp_submit_sm_total", nil) - submits)
-	if at, ok := reached(points, submits); ok && submits > 0 {
-		res.SubmitSeconds = at.Sub(lr.Start).Seconds()
-		res.SubmitRate = submits / res.SubmitSeconds
-	}
 	res.fillSink(c, lr.Start)
 	res.Outcomes = map[string]int{}
 	for _, x := range final {

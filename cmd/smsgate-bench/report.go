@@ -155,6 +155,23 @@ func (r *Result) fillAccept(lr loadResult) {
 	r.P50Ms, r.P90Ms, r.P99Ms, r.P999Ms, r.MaxMs = ms(st.P50), ms(st.P90), ms(st.P99), ms(st.P999), ms(st.Max)
 }
 
+// fillSubmits takes the poller's points, closed by a last one at end
+// (submits answered OK then, and the sink's counts c), as the timeline, and
+// the submit_sm count and rate, times counted from start (the first request).
+func (r *Result) fillSubmits(points []point, end time.Time, submits float64, c sinkCounts, start time.Time) {
+	points = append(points, point{At: end, Value: submits, Events: c.Total,
+		Delivered: c.UserDelivered + c.NoticeDelivered + c.DupDelivered})
+	for _, pt := range points {
+		r.Timeline = append(r.Timeline, [4]float64{
+			float64(pt.At.Sub(start).Milliseconds()) / 1000, pt.Value, float64(pt.Events), float64(pt.Delivered)})
+	}
+	r.SubmitsOK = int(submits)
+	if at, ok := reached(points, submits); ok && submits > 0 {
+		r.SubmitSeconds = at.Sub(start).Seconds()
+		r.SubmitRate = submits / r.SubmitSeconds
+	}
+}
+
 // fillSink takes the sink's counts, times counted from start (the first request).
 func (r *Result) fillSink(c sinkCounts, start time.Time) {
 	r.UserDelivered, r.NoticeDelivered, r.DupDelivered = c.UserDelivered, c.NoticeDelivered, c.DupDelivered
