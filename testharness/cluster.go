@@ -212,6 +212,27 @@ func (c *Cluster) Failover(i int) {
 	if err != nil {
 		c.tb.Fatalf("redis cluster: failover to node %d: %v", i, err)
 	}
+	// CLUSTER FAILOVER answers OK at once and the replica takes over some
+	// time later: until then the cluster is healthy in its old roles, so
+	// wait for the node to be a master before waiting for health.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		role, err := c.node(c.nodes[i].Addr(), func(ctx context.Context, r *redis.Client) (string, error) {
+			v, err := r.Do(ctx, "ROLE").Slice()
+			if err != nil || len(v) == 0 {
+				return "", err
+			}
+			s, _ := v[0].(string)
+			return s, nil
+		})
+		if err == nil && role == "master" {
+			break
+		}
+		if time.Now().After(deadline) {
+			c.tb.Fatalf("redis cluster: node %d not a master 30s after CLUSTER FAILOVER (role %q, %v)", i, role, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err := c.WaitHealthy(30 * time.Second); err != nil {
 		c.tb.Fatalf("redis cluster: after failover: %v", err)
 	}
