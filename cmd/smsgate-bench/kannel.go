@@ -173,9 +173,8 @@ func parseKannelSent(status string) (float64, error) {
 // kannelOnline counts the SMSC connections bearerbox's status.txt lists as
 // online and tells whether an smsbox is connected.
 func kannelOnline(status string) (smscs int, smsbox bool) {
-	_, after, _ := strings.Cut(status, "SMSC connections:")
-	boxes, _, _ := strings.Cut(status, "SMSC connections:")
-	return strings.Count(after, "(online "), strings.Contains(boxes, "smsbox:")
+	boxes, smscList, _ := strings.Cut(status, "SMSC connections:")
+	return strings.Count(smscList, "(online "), strings.Contains(boxes, "smsbox:")
 }
 
 // startKannel writes kannel.conf, starts bearerbox and then smsbox, and
@@ -194,7 +193,8 @@ func (e *env) startKannel(ctx context.Context, smscHost string, smscPort int) (s
 	if err := os.WriteFile(conf, []byte(kannelConfig(p, e.tmp, smscHost, smscPort, o.Binds, o.Window)), 0o600); err != nil {
 		return "", fmt.Errorf("write kannel.conf: %w", err)
 	}
-	// -v 4: console (stdout) logging at panic only; the log files get info.
+	// -v 4: console (stdout) logging at panic only; the log files get
+	// warnings (kannelConfig).
 	bb, err := e.start("bearerbox", nil, filepath.Join(o.KannelDir, "bearerbox"), "-v", "4", conf)
 	if err != nil {
 		return "", fmt.Errorf("kannel (install it, e.g. apt-get install kannel, or pass -kannel-dir): %w", err)
