@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -313,6 +314,7 @@ func New(opts Options) (_ *App, err error) {
 	a.hooks, err = webhook.New(webhook.Options{
 		Client:     a.rdb,
 		Prefix:     cfg.Redis.KeyPrefix,
+		Consumer:   webhookConsumer(cfg.HTTP.Listen),
 		Streams:    a.queue.EventStreams(),
 		Resolver:   resolver{app: a},
 		Timeout:    cfg.Webhook.Timeout,
@@ -670,4 +672,24 @@ func (r resolver) Endpoint(org string) (webhook.Endpoint, bool) {
 		}
 	}
 	return ep, ep.URL != ""
+}
+
+// webhookConsumer names this daemon in the event streams' consumer group:
+// its host name and API listen address, so that a daemon restarted on the
+// same host and address (after a crash, an OOM kill, a SIGKILL) delivers at
+// once the events its previous process had read and not finished. Under a
+// name per process (the webhook default, host and pid) they waited for
+// another consumer to claim them after ClaimIdle, a minute. Two daemons
+// cannot listen on one address of one host, so live daemons do not share a
+// name. "" (the default) when the port is picked at random (":0").
+func webhookConsumer(listen string) string {
+	_, port, err := net.SplitHostPort(listen)
+	if err != nil || port == "" || port == "0" {
+		return ""
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		return ""
+	}
+	return host + "-" + listen
 }

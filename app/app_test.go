@@ -543,3 +543,18 @@ func TestExpiryWhileNoCarrierIsUp(t *testing.T) {
 		return n == 2
 	}, 10*time.Second, 50*time.Millisecond)
 }
+
+func TestWebhookConsumer(t *testing.T) {
+	host, err := os.Hostname()
+	require.NoError(t, err)
+	tests := []struct{ listen, want string }{
+		{"127.0.0.1:8080", host + "-127.0.0.1:8080"},
+		{":8080", host + "-:8080"},
+		{"[::1]:8443", host + "-[::1]:8443"},
+		{"127.0.0.1:0", ""}, // a port per process: a name per process
+		{"no-port", ""},
+	}
+	for _, tc := range tests {
+		require.Equal(t, tc.want, webhookConsumer(tc.listen), tc.listen)
+	}
+}

@@ -39,6 +39,7 @@ type WebhookSink struct {
 	mu       sync.Mutex
 	failing  int
 	delay    time.Duration
+	waiting  int // requests held back by delay now
 	accepted []WebhookEvent
 	attempts []WebhookEvent
 	changed  chan struct{} // closed and replaced on every request
@@ -63,15 +64,26 @@ func (s *WebhookSink) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	status, delay := s.failing, s.delay
+	s.waiting++
 	s.mu.Unlock()
+	gone := false
 	if delay > 0 {
 		select {
 		case <-time.After(delay):
 		case <-r.Context().Done():
+			gone = true
 		}
 	}
+	s.mu.Lock()
+	s.waiting--
+	s.mu.Unlock()
 	if status == 0 {
 		status = http.StatusOK
+	}
+	if gone {
+		// The sender gave up (or died) before the answer: it was not
+		// delivered, whatever the sink would have answered.
+		status = statusClientGone
 	}
 	ev := WebhookEvent{Body: body, Header: r.Header.Clone(), At: time.Now(), Status: status}
 	var env struct {
@@ -107,7 +119,20 @@ func (s *WebhookSink) SetFailing(status int) {
 	s.mu.Unlock()
 }
 
-// SetDelay makes the sink wait d before answering (to exercise timeouts).
+// statusClientGone is the status an attempt is recorded with when its
+// sender went away while the sink held the answer back (nginx's 499).
+const statusClientGone = 499
+
+// InFlight is how many requests the sink is holding back (SetDelay) now.
+func (s *WebhookSink) InFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.waiting
+}
+
+// SetDelay makes the sink wait d before answering (to exercise timeouts). A
+// request whose sender goes away meanwhile is recorded as an attempt with
+// status 499, not as an event.
 func (s *WebhookSink) SetDelay(d time.Duration) {
 	s.mu.Lock()
 	s.delay = d

@@ -2,6 +2,7 @@ package testharness
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -80,6 +81,31 @@ func TestWebhookSinkDelay(t *testing.T) {
 	start := time.Now()
 	require.Equal(t, http.StatusOK, post(t, sink.URL(), []byte("{}"), nil))
 	require.GreaterOrEqual(t, time.Since(start), 100*time.Millisecond)
+}
+
+// TestWebhookSinkSenderGone: a request whose sender gives up while the sink
+// holds the answer back is an attempt, not a delivered event.
+func TestWebhookSinkSenderGone(t *testing.T) {
+	sink := NewWebhookSink(t)
+	sink.SetDelay(time.Minute)
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, sink.URL(), bytes.NewReader([]byte(`{"id":"evt_1"}`)))
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			_ = resp.Body.Close()
+		}
+		done <- err
+	}()
+	require.Eventually(t, func() bool { return sink.InFlight() == 1 }, 5*time.Second, 5*time.Millisecond)
+	cancel()
+	require.Error(t, <-done)
+	require.Eventually(t, func() bool { return len(sink.Attempts()) == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.Equal(t, statusClientGone, sink.Attempts()[0].Status)
+	require.Empty(t, sink.Events())
+	require.Zero(t, sink.InFlight())
 }
 
 func TestVerifySignature(t *testing.T) {

@@ -152,3 +152,49 @@ func TestFaultWebhookDownAcrossRestart(t *testing.T) {
 	require.Zero(t, unstable, "one event id per (message, status) across attempts and restarts")
 	require.Zero(t, undelivered, "every attempted event id was delivered in the end")
 }
+
+// Scenario 6b: the daemon is SIGKILLed while its webhook POSTs are in
+// flight (the receiver answers slowly) and restarted at once on the same
+// address. The events the dead process had read are delivered by the new
+// one straight away: it takes up the same consumer name and so its
+// predecessor's pending entries, rather than leaving them to be claimed as
+// abandoned after a minute (webhook ClaimIdle).
+func TestFaultSIGKILLWithEventsInFlight(t *testing.T) {
+	everyRun(t)
+	const nMO = 20
+	e := newEnv(t)
+	e.sink.SetDelay(5 * time.Second)
+	sim := newSim(t, fastCarrier)
+	from, _ := numbers(2)
+	cfg := e.config([]bindSpec{{Addr: sim.Addr()}}, from, 1)
+	d := startDaemon(t, "gw", cfg)
+
+	var texts []string
+	for i := range nMO {
+		text := fmt.Sprintf("inbound while the webhook is slow %d", i)
+		texts = append(texts, text)
+		require.NoError(t, sim.InjectMO(testharness.MO{From: fmt.Sprintf("+1999%07d", i), To: from[i%len(from)], Text: text}))
+	}
+	// Wait until POSTs are in flight (read from the streams, not acked).
+	require.True(t, waitFor(10*time.Second, func() bool { return len(e.sink.Attempts()) > 0 || e.sink.InFlight() > 0 }))
+	d.kill()
+	e.sink.SetDelay(0)
+	d.start()
+	restarted := time.Now()
+
+	received := func() map[string]bool {
+		got := map[string]bool{}
+		for _, ev := range e.sink.Events() {
+			if ev.Type == "message.received" {
+				var data struct{ Text string }
+				require.NoError(t, json.Unmarshal(ev.Data, &data))
+				got[data.Text] = true
+			}
+		}
+		return got
+	}
+	ok := waitFor(20*time.Second, func() bool { return len(received()) == nMO })
+	got := received()
+	t.Logf("RESULT events-in-flight: %d of %d MO events delivered %.1fs after the restart", len(got), nMO, time.Since(restarted).Seconds())
+	require.True(t, ok, "events in flight at the SIGKILL wait for another consumer to claim them (%d of %d after 20s)", len(got), nMO)
+}
