@@ -19,16 +19,16 @@ run:
 ## test: everything, race detector on (integration tests need Redis on 127.0.0.1:6379,
 ## and redis-server installed). One package at a time (-p 1): the rate and timing checks
 ## of the queue, SMPP and daemon tests measure real scheduling, and on 2 cores two
-## packages' integration tests running at once starve each other. Includes the nine
-## fault scenarios of testharness/faults (~100 s; see test-faults).
+## packages' integration tests running at once starve each other. Includes the eleven
+## fault scenarios of testharness/faults (~110 s; see test-faults).
 test:
 	$(GO) test -race -count=1 -p 1 -timeout 30m $(PKGS)
 
 test-short:
 	$(GO) test -count=1 -short $(PKGS)
 
-## test-faults: only the nine fault scenarios (also part of make test), verbose: real
-## binary, Redis restarts, SIGKILL, proxies, a misbehaving SMSC; ~100 s
+## test-faults: only the eleven fault scenarios (also part of make test), verbose: real
+## binary, Redis restarts, SIGKILL, proxies, a misbehaving SMSC; ~110 s
 test-faults:
 	$(GO) test -race -count=1 -timeout 30m -v ./testharness/faults/...
 
