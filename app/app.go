@@ -680,8 +680,10 @@ func (r resolver) Endpoint(org string) (webhook.Endpoint, bool) {
 // once the events its previous process had read and not finished. Under a
 // name per process (the webhook default, host and pid) they waited for
 // another consumer to claim them after ClaimIdle, a minute. Two daemons
-// cannot listen on one address of one host, so live daemons do not share a
-// name. "" (the default) when the port is picked at random (":0").
+// cannot listen on one address of one host, so live daemons share a name
+// only when hosts share a host name (then a restart re-POSTs the others'
+// events in flight; OPERATIONS.md says so). "" (the webhook default) when
+// the port is picked at random (":0").
 func webhookConsumer(listen string) string {
 	_, port, err := net.SplitHostPort(listen)
 	if err != nil || port == "" || port == "0" {
