@@ -237,15 +237,8 @@ func (s *bodyScan) expect(c byte) *Error {
 // object scans the object at s.i. With fields (the request, or a media entry
 // when s.elem >= 0) each name must be one of them, once; without, any name.
 func (s *bodyScan) object(fields []string, list string) *Error {
-	if s.depth++; s.depth > maxDepth {
-		return errSyntax
-	}
-	s.i++ // '{'
-	s.ws()
-	if s.i < len(s.b) && s.b[s.i] == '}' {
-		s.i++
-		s.depth--
-		return nil
+	if empty, e := s.enter('}'); e != nil || empty {
+		return e
 	}
 	var seen uint
 	for {
@@ -305,6 +298,22 @@ func (s *bodyScan) object(fields []string, list string) *Error {
 // after scans what follows a member or element of an object or array
 // closed by close: a comma (end false, white space after it skipped) or
 // close itself (end true, the container's depth left).
+// enter steps into the object or array whose opening is at s.i, one level
+// deeper; empty reports that it closed at once (with close) and was left.
+func (s *bodyScan) enter(close byte) (empty bool, e *Error) {
+	if s.depth++; s.depth > maxDepth {
+		return false, errSyntax
+	}
+	s.i++ // '{' or '['
+	s.ws()
+	if s.i < len(s.b) && s.b[s.i] == close {
+		s.i++
+		s.depth--
+		return true, nil
+	}
+	return false, nil
+}
+
 func (s *bodyScan) after(close byte) (end bool, e *Error) {
 	s.ws()
 	if s.i == len(s.b) {
@@ -384,15 +393,8 @@ func (s *bodyScan) value() *Error {
 // array scans the array at s.i: any array, or with media the value of the
 // request's "media", whose elements are media entries (s.elem says which).
 func (s *bodyScan) array(media bool) *Error {
-	if s.depth++; s.depth > maxDepth {
-		return errSyntax
-	}
-	s.i++ // '['
-	s.ws()
-	if s.i < len(s.b) && s.b[s.i] == ']' {
-		s.i++
-		s.depth--
-		return nil
+	if empty, e := s.enter(']'); e != nil || empty {
+		return e
 	}
 	for n := 0; ; n++ {
 		var e *Error
