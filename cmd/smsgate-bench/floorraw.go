@@ -23,12 +23,12 @@ import (
 // load generator and the sink use (no chunked bodies, no pipelining, no
 // timeouts), so it is a bench reference, not a server: what the contract's
 // HTTP traffic costs with the least Go can do above the sockets.
-func serveFloorRaw(ctx context.Context, ln net.Listener, webhook string, statuses []string, workers int) error {
+func serveFloorRaw(ctx context.Context, ln net.Listener, webhook string, core *floorCore, workers int) error {
 	u, err := url.Parse(webhook)
 	if err != nil || u.Scheme != "http" || u.Host == "" {
+		core.drain()
 		return fmt.Errorf("-webhook %q: want http://host:port/path", webhook)
 	}
-	core := newFloorCore(statuses)
 	var posters sync.WaitGroup
 	for range workers {
 		posters.Go(func() {
@@ -79,7 +79,7 @@ func serveFloorRaw(ctx context.Context, ln net.Listener, webhook string, statuse
 	}
 	mu.Unlock()
 	handlers.Wait()
-	close(core.events)
+	core.drain()
 	posters.Wait()
 	return serveErr
 }
@@ -104,14 +104,18 @@ func serveRawConn(c net.Conn, core *floorCore) {
 			return
 		}
 		var resp []byte
+		err = errFloorBody
 		if ok {
-			resp, ok = core.accept(body)
+			resp, err = core.accept(body)
 		}
-		if ok {
+		switch {
+		case err == nil:
 			fmt.Fprintf(bw, "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(resp))
 			_, _ = bw.Write(resp)
-		} else {
+		case errors.Is(err, errFloorBody):
 			_, _ = bw.WriteString("HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nbad request\n")
+		default:
+			_, _ = bw.WriteString("HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nunavailable\n")
 		}
 		if bw.Flush() != nil {
 			return

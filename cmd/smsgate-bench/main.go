@@ -13,7 +13,10 @@
 // a minimal gateway that does only the API contract's HTTP work (floor.go)
 // stands in for smsgate, Redis and the simulator: the CPU floor of that
 // traffic on the machine; -floor-raw runs it on hand-written HTTP/1.1
-// (floorraw.go) to show what net/http itself costs. With -kannel the same
+// (floorraw.go) to show what net/http itself costs; -floor-full adds the
+// least carrier and store work (floorfull.go): each message stored in the
+// same durable redis-server and submitted to the same simulator, its events
+// posted as its answer and receipt come. With -kannel the same
 // load goes through an installed Kannel (bearerbox and smsbox, kannel.go)
 // to the same simulator and sink: the reference gateway on this machine.
 //
@@ -24,6 +27,7 @@
 //	smsgate-bench -quick -cluster -daemons 3
 //	smsgate-bench -floor
 //	smsgate-bench -floor-raw
+//	smsgate-bench -floor-full [-floor-raw]
 //	smsgate-bench -kannel [-kannel-dir /usr/sbin]
 //
 // Every child process is killed when the command exits. The last line of
@@ -101,6 +105,7 @@ type options struct {
 	Daemons        int           // smsgate processes
 	Floor          bool          // reference run: the floor gateway instead of smsgate
 	FloorRaw       bool          // the floor gateway on hand-written HTTP/1.1 instead of net/http
+	FloorFull      bool          // the floor gateway also stores in Redis and submits to the simulator
 	Kannel         bool          // reference run: Kannel (bearerbox + smsbox) instead of smsgate and Redis
 	KannelDir      string        // where bearerbox and smsbox are
 	ReceiptDelay   time.Duration // the simulator's delay of delivery receipts
@@ -138,13 +143,14 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.Daemons, "daemons", 1, "smsgate processes on the same store and key prefix, sharing the binds through bind leases; requests go round-robin over them")
 	fs.BoolVar(&o.Floor, "floor", false, "reference run: instead of smsgate, Redis and the simulator, a minimal gateway that does only the HTTP work the API contract asks per message (read the request, answer 202, POST each status event, signed); its CPU per message is the floor of that traffic on this machine")
 	fs.BoolVar(&o.FloorRaw, "floor-raw", false, "-floor with the floor gateway's HTTP hand-written on net.Conn (server and webhook client) instead of net/http: what the same traffic costs with the least Go does above the sockets")
+	fs.BoolVar(&o.FloorFull, "floor-full", false, "-floor plus the least carrier and store work a gateway that keeps what it accepts needs: each message (and notice) stored in the run's durable redis-server before its 202 (group-committed), submitted to the run's simulator over the same binds, its carrier id indexed and its status stored as its submit_sm_resp and receipt come, and only then its events POSTed; no queue, rates, retries or checks")
 	fs.BoolVar(&o.Kannel, "kannel", false, "reference run: the same load through Kannel (bearerbox + smsbox with its file message store, e.g. Debian's kannel package) to the same simulator, delivery reports by dlr-url to the same sink; -status-events picks the dlr-mask")
 	fs.StringVar(&o.KannelDir, "kannel-dir", "/usr/sbin", "`directory` holding Kannel's bearerbox and smsbox")
 	fs.DurationVar(&o.ReceiptDelay, "receipt-delay", 0, "the simulator sends each delivery receipt this long after its submit_sm_resp (default 0; 1s with -kannel, which drops receipts that overtake their submit_sm_resp)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
-	if o.FloorRaw {
+	if o.FloorRaw || o.FloorFull {
 		o.Floor = true
 	}
 	if fs.NArg() > 0 {

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -12,9 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/smsgate/smsgate/config"
+	"github.com/smsgate/smsgate/testharness"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -335,17 +339,70 @@ func TestFloorStatuses(t *testing.T) {
 
 // TestFloorGateway runs the floor gateway against the bench's sink: every
 // message gets its events, a new conversation also its notice's, and a bad
-// request is refused.
+// request is refused. The full variants also store each message in Redis
+// and submit it to an in-process simulator, whose answers and receipts
+// make the events; one has a single bind with a window of 1, so a message
+// queued behind its notice waits for the notice's window slot.
 func TestFloorGateway(t *testing.T) {
+	type serveFunc = func(ctx context.Context, ln net.Listener, webhook string, core *floorCore, workers int) error
 	for _, tc := range []struct {
-		name  string
-		serve func(ctx context.Context, ln net.Listener, webhook string, statuses []string, workers int) error
-	}{{"net/http", serveFloor}, {"raw", serveFloorRaw}} {
-		t.Run(tc.name, func(t *testing.T) { testFloorGateway(t, tc.serve) })
+		name   string
+		serve  serveFunc
+		full   bool
+		binds  int
+		window int
+	}{
+		{"net/http", serveFloor, false, 0, 0},
+		{"raw", serveFloorRaw, false, 0, 0},
+		{"net/http full", serveFloor, true, 2, 50},
+		{"raw full, one bind, window 1", serveFloorRaw, true, 1, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			core := newFloorCore([]string{"sent", "delivered"})
+			var rdb *redis.Client
+			var prefix string
+			if tc.full {
+				rdb, prefix = floorRedis(t)
+				sim, err := testharness.NewSimulator(testharness.SimOptions{})
+				require.NoError(t, err)
+				t.Cleanup(func() { _ = sim.Close() })
+				c, err := newFloorCarrier(core, rdb.Options().Addr, prefix, sim.Addr(), testharness.DefaultSystemID, testharness.DefaultPassword, tc.binds, tc.window)
+				require.NoError(t, err)
+				core.carrier = c
+			}
+			testFloorGateway(t, core, tc.serve)
+			if tc.full {
+				// Every message (4) and notice (2) is stored, ended delivered.
+				keys, err := rdb.Keys(context.Background(), prefix+"m:*").Result()
+				require.NoError(t, err)
+				require.Len(t, keys, 6)
+				for _, k := range keys {
+					require.Equal(t, "delivered", rdb.HGet(context.Background(), k, "st").Val(), k)
+				}
+			}
+		})
 	}
 }
 
-func testFloorGateway(t *testing.T, serve func(ctx context.Context, ln net.Listener, webhook string, statuses []string, workers int) error) {
+// floorRedis is a client of the shared redis-server and a key prefix of the
+// test's own, whose keys are removed at cleanup.
+func floorRedis(t *testing.T) (*redis.Client, string) {
+	t.Helper()
+	const addr = "127.0.0.1:6379" // the Redis of the machine and of CI
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	require.NoError(t, rdb.Ping(context.Background()).Err(), "redis-server at %s", addr)
+	prefix := fmt.Sprintf("test:floor:%d:", rand.Uint64())
+	t.Cleanup(func() {
+		keys, _ := rdb.Keys(context.Background(), prefix+"*").Result()
+		if len(keys) > 0 {
+			_ = rdb.Del(context.Background(), keys...).Err()
+		}
+	})
+	return rdb, prefix
+}
+
+func testFloorGateway(t *testing.T, core *floorCore, serve func(ctx context.Context, ln net.Listener, webhook string, core *floorCore, workers int) error) {
 	snk, err := newSink(10)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = snk.Close() })
@@ -353,7 +410,7 @@ func testFloorGateway(t *testing.T, serve func(ctx context.Context, ln net.Liste
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, ln, snk.URL(), []string{"sent", "delivered"}, 2) }()
+	go func() { done <- serve(ctx, ln, snk.URL(), core, 2) }()
 
 	p := newPlan(2, 1, "hello")
 	bodies := p.bodies(4) // two numbers with one recipient each: messages 2 and 3 reuse the conversations of 0 and 1
@@ -380,4 +437,34 @@ func testFloorGateway(t *testing.T, serve func(ctx context.Context, ln net.Liste
 	require.Equal(t, map[string]int{"message.status:sent": 4 + notices, "message.status:delivered": 4 + notices}, c.ByKind)
 	require.Zero(t, c.DupDelivered)
 	require.Zero(t, c.Bad)
+}
+
+// TestFloorCarrierWindow: messages queued together on one bind with a
+// window of 1 all go out: the writer flushes what it wrote before it waits
+// for a window slot.
+func TestFloorCarrierWindow(t *testing.T) {
+	rdb, prefix := floorRedis(t)
+	sim, err := testharness.NewSimulator(testharness.SimOptions{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sim.Close() })
+	core := newFloorCore([]string{"delivered"})
+	c, err := newFloorCarrier(core, rdb.Options().Addr, prefix, sim.Addr(), testharness.DefaultSystemID, testharness.DefaultPassword, 1, 1)
+	require.NoError(t, err)
+	defer core.drain()
+	var msgs []floorMsg
+	for i := range 20 {
+		msgs = append(msgs, floorMsg{id: fmt.Sprint("m", i), ref: fmt.Sprint("r", i), from: "+15550000001", to: "+15560000001", text: "hi"})
+	}
+	require.NoError(t, c.accept(msgs))
+	got := map[string]bool{}
+	timeout := time.After(10 * time.Second)
+	for len(got) < len(msgs) {
+		select {
+		case ev := <-core.events:
+			require.Equal(t, "delivered", ev.status)
+			got[ev.msgID] = true
+		case <-timeout:
+			t.Fatalf("%d of %d messages delivered", len(got), len(msgs))
+		}
+	}
 }

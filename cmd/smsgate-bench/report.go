@@ -47,6 +47,8 @@ type Params struct {
 	StatusEvents string `json:"status_events,omitempty"`
 	// FloorRaw: the floor gateway ran on hand-written HTTP/1.1 (-floor-raw).
 	FloorRaw bool `json:"floor_raw,omitempty"`
+	// FloorFull: the floor gateway also stored and submitted (-floor-full).
+	FloorFull bool `json:"floor_full,omitempty"`
 	// ReceiptDelayMs is the simulator's delay of delivery receipts.
 	ReceiptDelayMs int64 `json:"receipt_delay_ms,omitempty"`
 }
@@ -54,7 +56,7 @@ type Params struct {
 func paramsOf(o options, n int) Params {
 	return Params{N: n, Numbers: o.Numbers, Recipients: o.Recipients, Concurrency: o.Concurrency,
 		Rate: o.Rate, Binds: o.Binds, Window: o.Window, Daemons: max(o.Daemons, 1), Cluster: o.Cluster,
-		StatusEvents: o.StatusEvents, FloorRaw: o.FloorRaw, ReceiptDelayMs: o.ReceiptDelay.Milliseconds()}
+		StatusEvents: o.StatusEvents, FloorRaw: o.FloorRaw, FloorFull: o.FloorFull, ReceiptDelayMs: o.ReceiptDelay.Milliseconds()}
 }
 
 // CPU is CPU seconds used during the measured window.

@@ -78,7 +78,22 @@ func run(ctx context.Context, opts options, stdout, stderr io.Writer) (err error
 		if e.sink, err = newSink(opts.N); err != nil {
 			return fmt.Errorf("sink: %w", err)
 		}
-		if err := e.startFloorGateway(ctx); err != nil {
+		var smsc string
+		if opts.FloorFull {
+			bin, err := e.smsgateBinary(ctx)
+			if err != nil {
+				return err
+			}
+			if err := e.startRedis(ctx); err != nil {
+				return err
+			}
+			host, port, err := e.startSimulator(ctx, bin)
+			if err != nil {
+				return err
+			}
+			smsc = net.JoinHostPort(host, strconv.Itoa(port))
+		}
+		if err := e.startFloorGateway(ctx, smsc); err != nil {
 			return err
 		}
 		res, err := e.floorRun(ctx, newPlan(opts.Numbers, opts.Recipients, opts.Text), opts.N)
@@ -87,15 +102,9 @@ func run(ctx context.Context, opts options, stdout, stderr io.Writer) (err error
 		}
 		return report(stdout, res)
 	}
-	bin := opts.Smsgate
-	if bin == "" {
-		bin = filepath.Join(tmp, "smsgate")
-		e.logf("building %s", bin)
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/smsgate/smsgate/cmd/smsgate")
-		cmd.Stdout, cmd.Stderr = stderr, stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("build smsgate (run from the repository, or pass -smsgate): %w", err)
-		}
+	bin, err := e.smsgateBinary(ctx)
+	if err != nil {
+		return err
 	}
 	if opts.Kannel {
 		if e.sink, err = newSink(opts.N); err != nil {
@@ -150,6 +159,21 @@ func run(ctx context.Context, opts options, stdout, stderr io.Writer) (err error
 		return err
 	}
 	return report(stdout, res)
+}
+
+// smsgateBinary is -smsgate, or smsgate built into the temp dir.
+func (e *env) smsgateBinary(ctx context.Context) (string, error) {
+	if e.opts.Smsgate != "" {
+		return e.opts.Smsgate, nil
+	}
+	bin := filepath.Join(e.tmp, "smsgate")
+	e.logf("building %s", bin)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/smsgate/smsgate/cmd/smsgate")
+	cmd.Stdout, cmd.Stderr = e.stderr, e.stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("build smsgate (run from the repository, or pass -smsgate): %w", err)
+	}
+	return bin, nil
 }
 
 func (e *env) start(name string, stdout *io.ReadCloser, bin string, args ...string) (*child, error) {
