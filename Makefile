@@ -42,13 +42,16 @@ bench-micro:
 ## with every status event and with final statuses only (one POST per message, like
 ## Kannel's DLR-only reference), the floor of the contract's HTTP traffic on this machine
 ## (-floor: a gateway doing only that, no Redis, no carrier; -floor-raw: the same with
-## hand-written HTTP/1.1 instead of net/http), an open-loop latency run, and the Redis
+## hand-written HTTP/1.1 instead of net/http; -floor-full: plus the least durable Redis
+## writes and the SMPP traffic to the simulator), an open-loop latency run, and the Redis
 ## memory run (1,000,000 queued messages)
 bench-e2e:
 	$(GO) run ./cmd/smsgate-bench
 	$(GO) run ./cmd/smsgate-bench -status-events delivered,undelivered,failed,expired
 	$(GO) run ./cmd/smsgate-bench -floor
 	$(GO) run ./cmd/smsgate-bench -floor-raw
+	$(GO) run ./cmd/smsgate-bench -floor-full
+	$(GO) run ./cmd/smsgate-bench -floor-full -floor-raw
 	$(GO) run ./cmd/smsgate-bench -rate 1500 -n 20000
 	$(GO) run ./cmd/smsgate-bench -queue-only 1000000
 

@@ -143,7 +143,7 @@ func TestParseFlagsKannel(t *testing.T) {
 		"-kannel -daemons 2":                "-kannel runs Kannel alone",
 		"-kannel -status-events failed":     "needs delivered",
 		"-receipt-delay -1s":                "-receipt-delay must not be negative",
-		"-floor -receipt-delay 1s":          "no -queue-only, -cluster, -daemons, -profile or -receipt-delay",
+		"-floor -receipt-delay 1s":          "-receipt-delay needs a simulator",
 		"-kannel -status-events delivered,": `"" has no Kannel delivery report`,
 	} {
 		_, err := parseFlags(strings.Fields(args), &strings.Builder{})

@@ -191,8 +191,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			errs = append(errs, errors.New("-profile runs one daemon on one redis-server: no -cluster or -daemons"))
 		}
 	}
-	if o.Floor && (o.QueueOnly > 0 || o.Cluster || o.Daemons > 1 || o.Profile != "" || o.ReceiptDelay > 0) {
-		errs = append(errs, errors.New("-floor and -floor-raw run the floor gateway alone: no -queue-only, -cluster, -daemons, -profile or -receipt-delay"))
+	if o.Floor && (o.QueueOnly > 0 || o.Cluster || o.Daemons > 1 || o.Profile != "") {
+		errs = append(errs, errors.New("-floor, -floor-raw and -floor-full run the floor gateway alone: no -queue-only, -cluster, -daemons or -profile"))
+	}
+	if o.Floor && !o.FloorFull && o.ReceiptDelay > 0 {
+		errs = append(errs, errors.New("-receipt-delay needs a simulator: -floor and -floor-raw run none (-floor-full does)"))
 	}
 	if o.Kannel {
 		if o.Floor || o.QueueOnly > 0 || o.Cluster || o.Daemons > 1 || o.Profile != "" {

@@ -63,11 +63,19 @@ func TestParseFlags(t *testing.T) {
 			require.Equal(t, quickN, o.N)
 		}},
 		{name: "floor runs alone", args: []string{"-floor", "-cluster"},
-			wantErr: "-floor and -floor-raw run the floor gateway alone: no -queue-only, -cluster, -daemons, -profile or -receipt-delay"},
+			wantErr: "-floor, -floor-raw and -floor-full run the floor gateway alone: no -queue-only, -cluster, -daemons or -profile"},
 		{name: "floor-raw is a floor run", args: []string{"-floor-raw"}, check: func(t *testing.T, o options) {
 			require.True(t, o.Floor)
 			require.True(t, o.FloorRaw)
 		}},
+		{name: "floor-full is a floor run, with a simulator", args: []string{"-floor-full", "-floor-raw", "-receipt-delay", "1s"}, check: func(t *testing.T, o options) {
+			require.True(t, o.Floor)
+			require.True(t, o.FloorFull)
+			require.True(t, o.FloorRaw)
+			require.Equal(t, time.Second, o.ReceiptDelay)
+		}},
+		{name: "floor has no simulator to delay", args: []string{"-floor", "-receipt-delay", "1s"},
+			wantErr: "-receipt-delay needs a simulator: -floor and -floor-raw run none (-floor-full does)"},
 		{name: "stray argument", args: []string{"extra"}, wantErr: `unexpected argument "extra"`},
 		{name: "unknown flag", args: []string{"-nope"}, wantErr: "flag provided but not defined: -nope"},
 	}
@@ -450,7 +458,8 @@ func TestFloorCarrierWindow(t *testing.T) {
 	core := newFloorCore([]string{"delivered"})
 	c, err := newFloorCarrier(core, rdb.Options().Addr, prefix, sim.Addr(), testharness.DefaultSystemID, testharness.DefaultPassword, 1, 1)
 	require.NoError(t, err)
-	defer core.drain()
+	core.carrier = c
+	defer core.drain() // stops the carrier
 	var msgs []floorMsg
 	for i := range 20 {
 		msgs = append(msgs, floorMsg{id: fmt.Sprint("m", i), ref: fmt.Sprint("r", i), from: "+15550000001", to: "+15560000001", text: "hi"})
