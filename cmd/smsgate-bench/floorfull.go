@@ -376,13 +376,19 @@ func (b *floorBind) submitted(seq int32, resp *pdu.SubmitSMResp) {
 		return
 	}
 	ctx := context.Background()
-	b.c.send(floorOp{
-		cmds: []redis.Cmder{
-			redis.NewStatusCmd(ctx, "set", b.c.prefix+"c:"+resp.MessageID, m.id+"|"+m.ref, "ex", 86400),
-			redis.NewIntCmd(ctx, "hset", b.c.prefix+"m:"+m.id, "st", "sent"),
-		},
-		done: func() { b.c.core.emitStatus(m.ref, m.id, "sent") },
-	})
+	cmds := []redis.Cmder{
+		redis.NewStatusCmd(ctx, "set", b.c.prefix+"c:"+resp.MessageID, m.id+"|"+m.ref, "ex", 86400),
+		redis.NewIntCmd(ctx, "hset", b.c.prefix+"m:"+m.id, "st", "sent"),
+	}
+	b.c.send(floorOp{cmds: cmds, done: func() {
+		for _, cmd := range cmds {
+			if err := cmd.Err(); err != nil {
+				fmt.Fprintln(os.Stderr, "floor-gateway: sent:", err) // no event: the run ends incomplete
+				return
+			}
+		}
+		b.c.core.emitStatus(m.ref, m.id, "sent")
+	}})
 }
 
 // receipt resolves the receipt in deliver_sm d (sequence number seq),
