@@ -5,7 +5,7 @@ PKGS      := ./...
 FUZZTIME  ?= 5s
 BENCHTIME ?= 2s
 
-.PHONY: all build run test test-short test-faults bench bench-micro bench-e2e bench-cluster bench-kannel bench-quick lint fuzz clean
+.PHONY: all build run test test-short test-faults bench bench-micro bench-e2e bench-cluster bench-kannel bench-crash bench-quick lint fuzz clean
 
 all: lint test
 
@@ -68,6 +68,14 @@ bench-kannel:
 	$(GO) run ./cmd/smsgate-bench -receipt-delay 1s
 	$(GO) run ./cmd/smsgate-bench -kannel -status-events delivered,undelivered,failed,expired
 	$(GO) run ./cmd/smsgate-bench -receipt-delay 1s -status-events delivered,undelivered,failed,expired
+
+## bench-crash: SIGKILL the gateway 2 s into 5,000 messages at 1,000/s and restart it, then
+## count per message what reached the SMSC and the webhook: smsgate, Kannel with its DLRs
+## in memory, Kannel with its DLRs in redis-server (needs Kannel, as bench-kannel) (~4 min)
+bench-crash:
+	$(GO) run ./cmd/smsgate-bench -kill-after 2s -rate 1000 -n 5000
+	$(GO) run ./cmd/smsgate-bench -kannel -kill-after 2s -rate 1000 -n 5000
+	$(GO) run ./cmd/smsgate-bench -kannel -kannel-dlr-redis -kill-after 2s -rate 1000 -n 5000
 
 ## bench-quick: a ~30 s end-to-end run for development
 bench-quick:

@@ -77,11 +77,20 @@ func FuzzParseKannelSent(f *testing.F) {
 }
 
 func TestKannelConfig(t *testing.T) {
-	c := kannelConfig(kannelPorts{Admin: 1, Smsbox: 2, Sendsms: 3}, "/tmp/x", "127.0.0.1", 2775, 2, 50)
+	c := kannelConfig(kannelPorts{Admin: 1, Smsbox: 2, Sendsms: 3}, "/tmp/x", "127.0.0.1", 2775, 2, 50, 0)
+	require.Contains(t, c, "dlr-storage = internal\n")
+	require.NotContains(t, c, "redis-connection")
 	require.Equal(t, 2, strings.Count(c, "group = smsc\n"))
 	require.Equal(t, 2, strings.Count(c, "max-pending-submits = 50\n"))
 	for _, want := range []string{"admin-port = 1\n", "smsbox-port = 2\n", "sendsms-port = 3\n", "store-type = file\n",
 		`store-location = "/tmp/x/kannel.store"`, "transceiver-mode = true\n", "port = 2775\n", `username = "bench"`} {
+		require.Contains(t, c, want)
+	}
+}
+
+func TestKannelConfigDLRRedis(t *testing.T) {
+	c := kannelConfig(kannelPorts{Admin: 1, Smsbox: 2, Sendsms: 3}, "/tmp/x", "127.0.0.1", 2775, 1, 50, 6400)
+	for _, want := range []string{"dlr-storage = redis\n", "group = redis-connection\nid = dlr\n", "port = 6400\n", "group = dlr-db\nid = dlr\n", "field-boxc-id = boxc\n"} {
 		require.Contains(t, c, want)
 	}
 }

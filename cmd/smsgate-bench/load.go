@@ -74,6 +74,7 @@ type loadResult struct {
 	Start, End time.Time       // first request scheduled, last response received
 	Latencies  []time.Duration // of accepted (202) requests
 	Statuses   map[int]int     // HTTP status -> count
+	AcceptedAt []bool          // by request index: answered 202
 	Errors     int             // transport errors
 	FirstError string
 }
@@ -143,7 +144,7 @@ func (g *generator) run(ctx context.Context, bodies [][]byte) loadResult {
 		})
 	}
 	wg.Wait()
-	res := loadResult{Start: start, End: time.Now(), Statuses: map[int]int{}}
+	res := loadResult{Start: start, End: time.Now(), Statuses: map[int]int{}, AcceptedAt: make([]bool, n)}
 	res.Latencies = make([]time.Duration, 0, n)
 	for i := range n {
 		switch status[i] {
@@ -152,6 +153,7 @@ func (g *generator) run(ctx context.Context, bodies [][]byte) loadResult {
 				res.Errors++
 			}
 		case http.StatusAccepted:
+			res.AcceptedAt[i] = true
 			res.Latencies = append(res.Latencies, lat[i])
 			res.Statuses[http.StatusAccepted]++
 		default:

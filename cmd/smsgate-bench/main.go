@@ -109,6 +109,8 @@ type options struct {
 	Kannel         bool          // reference run: Kannel (bearerbox + smsbox) instead of smsgate and Redis
 	KannelDir      string        // where bearerbox and smsbox are
 	ReceiptDelay   time.Duration // the simulator's delay of delivery receipts
+	KillAfter      time.Duration // crash run: SIGKILL the gateway this long after the first request
+	KannelDLRRedis bool          // Kannel keeps its DLRs in a redis-server instead of memory
 }
 
 // clusterMasters is the number of masters of the -cluster store.
@@ -147,6 +149,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.Kannel, "kannel", false, "reference run: the same load through Kannel (bearerbox + smsbox with its file message store, e.g. Debian's kannel package) to the same simulator, delivery reports by dlr-url to the same sink; -status-events picks the dlr-mask")
 	fs.StringVar(&o.KannelDir, "kannel-dir", "/usr/sbin", "`directory` holding Kannel's bearerbox and smsbox")
 	fs.DurationVar(&o.ReceiptDelay, "receipt-delay", 0, "the simulator sends each delivery receipt this long after its submit_sm_resp (default 0; 1s with -kannel, which drops receipts that overtake their submit_sm_resp)")
+	fs.BoolVar(&o.KannelDLRRedis, "kannel-dlr-redis", false, "with -kannel: Kannel keeps its delivery-report entries in a redis-server of the run (AOF everysec, as smsgate's) instead of in memory (dlr-storage = redis), so they outlive a restart of bearerbox; its CPU is reported")
+	fs.DurationVar(&o.KillAfter, "kill-after", 0, "crash run: SIGKILL the gateway (smsgate, or with -kannel bearerbox) this long after the first request, start it again at once, and count per message what reached the SMSC and the webhook (lost, duplicated, reports missing); the simulator then runs inside the bench, and -n may not exceed -numbers × -recipients")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -167,6 +171,20 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.Kannel && !delaySet {
 		o.ReceiptDelay = time.Second
+	}
+	if o.KannelDLRRedis && !o.Kannel {
+		errs = append(errs, errors.New("-kannel-dlr-redis configures Kannel: it needs -kannel"))
+	}
+	if o.KillAfter < 0 {
+		errs = append(errs, fmt.Errorf("-kill-after must not be negative, got %v", o.KillAfter))
+	}
+	if o.KillAfter > 0 {
+		if o.Floor || o.QueueOnly > 0 || o.Cluster || o.Daemons > 1 || o.Profile != "" {
+			errs = append(errs, errors.New("-kill-after kills one smsgate on one redis-server, or Kannel: no -floor, -queue-only, -cluster, -daemons or -profile"))
+		}
+		if o.N > o.Numbers*o.Recipients {
+			errs = append(errs, fmt.Errorf("-kill-after knows a message at the SMSC by its numbers: -n %d must not exceed -numbers × -recipients = %d", o.N, o.Numbers*o.Recipients))
+		}
 	}
 	if o.ReceiptDelay < 0 {
 		errs = append(errs, fmt.Errorf("-receipt-delay must not be negative, got %v", o.ReceiptDelay))

@@ -49,6 +49,10 @@ type Params struct {
 	FloorRaw bool `json:"floor_raw,omitempty"`
 	// FloorFull: the floor gateway also stored and submitted (-floor-full).
 	FloorFull bool `json:"floor_full,omitempty"`
+	// KannelDLRRedis: Kannel kept its DLRs in redis-server (-kannel-dlr-redis).
+	KannelDLRRedis bool `json:"kannel_dlr_redis,omitempty"`
+	// KillAfterMs: the gateway was SIGKILLed this long after the first request (-kill-after).
+	KillAfterMs int64 `json:"kill_after_ms,omitempty"`
 	// ReceiptDelayMs is the simulator's delay of delivery receipts.
 	ReceiptDelayMs int64 `json:"receipt_delay_ms,omitempty"`
 }
@@ -56,7 +60,7 @@ type Params struct {
 func paramsOf(o options, n int) Params {
 	return Params{N: n, Numbers: o.Numbers, Recipients: o.Recipients, Concurrency: o.Concurrency,
 		Rate: o.Rate, Binds: o.Binds, Window: o.Window, Daemons: max(o.Daemons, 1), Cluster: o.Cluster,
-		StatusEvents: o.StatusEvents, FloorRaw: o.FloorRaw, FloorFull: o.FloorFull, ReceiptDelayMs: o.ReceiptDelay.Milliseconds()}
+		StatusEvents: o.StatusEvents, FloorRaw: o.FloorRaw, FloorFull: o.FloorFull, KannelDLRRedis: o.KannelDLRRedis, KillAfterMs: o.KillAfter.Milliseconds(), ReceiptDelayMs: o.ReceiptDelay.Milliseconds()}
 }
 
 // CPU is CPU seconds used during the measured window.
@@ -129,6 +133,7 @@ type Result struct {
 	IdleCPU        IdleCPU `json:"idle_cpu_per_s"`
 	SmsgatePeakRSS int64   `json:"smsgate_vmhwm_bytes"`
 	Memory         *Memory `json:"memory,omitempty"`
+	Crash          *Crash  `json:"crash,omitempty"` // -kill-after
 	// Redis commands during the measured window, most expensive first.
 	Redis []cmdStat `json:"redis_commands,omitempty"`
 	// Timeline: every 100 ms, [seconds since the first request, submit_sm
@@ -211,6 +216,8 @@ func report(w io.Writer, r *Result) error {
 		writeFloorTable(&b, r)
 	case "kannel":
 		writeKannelTable(&b, r)
+	case "crash", "kannel-crash":
+		writeCrashTable(&b, r)
 	default:
 		writeLoadTable(&b, r)
 	}

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/smsgate/smsgate/testharness"
 )
 
 // env is one run's processes and temp directory.
@@ -28,11 +30,14 @@ type env struct {
 	rdb       *redis.Client
 	redisPort int
 	sim       *child
-	daemon    *child // the first daemon
-	sink      *sink
-	api       string // http://127.0.0.1:port of the first daemon
-	metrics   string // http://127.0.0.1:port/metrics of the first daemon
-	http      *http.Client
+	// simInProcess is the simulator of a crash run (-kill-after), inside
+	// the bench so that it records every submit.
+	simInProcess *testharness.Simulator
+	daemon       *child // the first daemon
+	sink         *sink
+	api          string // http://127.0.0.1:port of the first daemon
+	metrics      string // http://127.0.0.1:port/metrics of the first daemon
+	http         *http.Client
 
 	// Every redis-server (one, or the cluster's masters) with a plain
 	// client each, and every daemon with its API and metrics URLs.
@@ -52,6 +57,9 @@ func (e *env) logf(format string, args ...any) {
 func (e *env) close() {
 	if e.sink != nil {
 		_ = e.sink.Close()
+	}
+	if e.simInProcess != nil {
+		_ = e.simInProcess.Close()
 	}
 	for _, r := range e.rdbs {
 		_ = r.Close()
@@ -110,6 +118,11 @@ func run(ctx context.Context, opts options, stdout, stderr io.Writer) (err error
 		if e.sink, err = newSink(opts.N); err != nil {
 			return fmt.Errorf("sink: %w", err)
 		}
+		if opts.KannelDLRRedis {
+			if err := e.startRedis(ctx); err != nil {
+				return err
+			}
+		}
 		host, port, err := e.startSimulator(ctx, bin)
 		if err != nil {
 			return err
@@ -118,7 +131,19 @@ func run(ctx context.Context, opts options, stdout, stderr io.Writer) (err error
 		if err != nil {
 			return err
 		}
-		res, err := e.kannelRun(ctx, newPlan(opts.Numbers, opts.Recipients, opts.Text), opts.N, statusURL)
+		p := newPlan(opts.Numbers, opts.Recipients, opts.Text)
+		if opts.KillAfter > 0 {
+			mask, err := kannelDLRMask(opts.StatusEvents)
+			if err != nil {
+				return err
+			}
+			res, err := e.crashRun(ctx, p, opts.N, p.kannelQueries(opts.N, mask, e.sink.KannelURL()), true, e.crashKannel(statusURL))
+			if err != nil {
+				return err
+			}
+			return report(stdout, res)
+		}
+		res, err := e.kannelRun(ctx, p, opts.N, statusURL)
 		if err != nil {
 			return err
 		}
@@ -149,6 +174,13 @@ func run(ctx context.Context, opts options, stdout, stderr io.Writer) (err error
 	}
 	if opts.QueueOnly > 0 {
 		res, err := e.memoryRun(ctx, p, n)
+		if err != nil {
+			return err
+		}
+		return report(stdout, res)
+	}
+	if opts.KillAfter > 0 {
+		res, err := e.crashRun(ctx, p, n, p.bodies(n), false, e.crashSmsgate)
 		if err != nil {
 			return err
 		}
@@ -212,8 +244,12 @@ func (e *env) startRedis(ctx context.Context) error {
 	})
 }
 
-// startSimulator starts `smsgate simulate` on a free port and returns its address.
+// startSimulator starts `smsgate simulate` on a free port and returns its
+// address; a crash run starts the simulator inside the bench instead.
 func (e *env) startSimulator(ctx context.Context, bin string) (string, int, error) {
+	if e.opts.KillAfter > 0 {
+		return e.startSimulatorInProcess()
+	}
 	var out io.ReadCloser
 	var err error
 	args := []string{"simulate", "-listen", "127.0.0.1:0"}

@@ -122,6 +122,13 @@ func (s *sink) record(now time.Time, ev sinkEvent, ok bool) {
 	}
 }
 
+// deliveredSet is, by message index, whether a delivered event came.
+func (s *sink) deliveredSet() []bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]bool(nil), s.delivered...)
+}
+
 // counts returns a snapshot.
 func (s *sink) counts() sinkCounts {
 	s.mu.Lock()
