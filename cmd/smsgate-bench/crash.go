@@ -36,7 +36,8 @@ const crashNoticePrefix = "You are messaging with "
 type Crash struct {
 	KillAfterS float64 `json:"kill_after_s"`
 	OutageS    float64 `json:"outage_s"` // from the SIGKILL until the restarted gateway was ready
-	// From the SIGKILL until the SMSC received the next submit_sm.
+	// From the SIGKILL until the SMSC received the first submit_sm on a
+	// connection opened after it.
 	SendGapS float64 `json:"send_gap_s"`
 	// Accepted messages (202) the SMSC never received: lost.
 	Lost int `json:"lost"`
@@ -153,20 +154,15 @@ func (e *env) crashRun(ctx context.Context, p plan, n int, bodies [][]byte, get 
 		index[crashKey(from, to)] = i
 	}
 	copies := make([]int, n)
-	var next time.Time
-	for _, s := range e.simInProcess.Submits() {
-		if s.At.After(c.at) && (next.IsZero() || s.At.Before(next)) {
-			next = s.At
-		}
+	subs := e.simInProcess.Submits()
+	res.Crash.SendGapS = sendGap(subs, c.at).Seconds()
+	for _, s := range subs {
 		if s.MessageID == "" || strings.HasPrefix(string(s.ShortMessage), crashNoticePrefix) {
 			continue
 		}
 		if i, ok := index[crashKey(s.Source, s.Dest)]; ok {
 			copies[i]++
 		}
-	}
-	if !next.IsZero() {
-		res.Crash.SendGapS = next.Sub(c.at).Seconds()
 	}
 	res.Crash.count(lr.AcceptedAt, copies, e.sink.deliveredSet())
 	return res, nil
@@ -191,6 +187,29 @@ func (c *Crash) count(accepted []bool, copies []int, delivered []bool) {
 			c.NoReport++
 		}
 	}
+}
+
+// sendGap is the time from kill until the first of subs on a connection
+// opened after it: the connections open at the kill are those of the
+// submits before it (a submit the dying gateway had already written may
+// still arrive after it). It is 0 when there is none.
+func sendGap(subs []testharness.Submit, kill time.Time) time.Duration {
+	last := 0 // highest connection number used before the kill
+	for _, s := range subs {
+		if !s.At.After(kill) {
+			last = max(last, s.Conn)
+		}
+	}
+	var first time.Time
+	for _, s := range subs {
+		if s.Conn > last && (first.IsZero() || s.At.Before(first)) {
+			first = s.At
+		}
+	}
+	if first.IsZero() {
+		return 0
+	}
+	return first.Sub(kill)
 }
 
 // crashKey names a message at the SMSC by its numbers, without "+".

@@ -3,8 +3,11 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/smsgate/smsgate/testharness"
 )
 
 func TestCrashCount(t *testing.T) {
@@ -32,6 +35,20 @@ func TestCrashCount(t *testing.T) {
 			require.Equal(t, tc.want, c)
 		})
 	}
+}
+
+func TestSendGap(t *testing.T) {
+	kill := time.Unix(100, 0)
+	at := func(ms int) time.Time { return kill.Add(time.Duration(ms) * time.Millisecond) }
+	subs := []testharness.Submit{
+		{Conn: 1, At: at(-20)},
+		{Conn: 2, At: at(-10)},
+		{Conn: 2, At: at(5)},   // written before the kill, read after it
+		{Conn: 4, At: at(700)}, // the restarted gateway's second connection
+		{Conn: 3, At: at(600)},
+	}
+	require.Equal(t, 600*time.Millisecond, sendGap(subs, kill))
+	require.Zero(t, sendGap(subs[:3], kill), "no connection after the kill")
 }
 
 func TestCrashKey(t *testing.T) {
