@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -282,20 +280,6 @@ func (e *env) crashKannel(statusURL string) func(context.Context) error {
 		}
 		return e.waitKannelReady(ctx, statusURL)
 	}
-}
-
-// httpOK GETs url and wants a 200.
-func httpOK(c *http.Client, url string) error {
-	resp, err := c.Get(url)
-	if err != nil {
-		return err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("http status %d", resp.StatusCode)
-	}
-	return nil
 }
 
 // writeCrashTable prints a crash run.

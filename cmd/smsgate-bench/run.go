@@ -363,17 +363,22 @@ func (e *env) startDaemon(ctx context.Context, bin string, cfg daemonConfig, i i
 		probe = "/healthz" // no bind will come up
 	}
 	return waitFor(ctx, d, 30*time.Second, name+" "+probe+" answers 200", func() error {
-		resp, err := e.http.Get(api + probe)
-		if err != nil {
-			return err
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("http status %d", resp.StatusCode)
-		}
-		return nil
+		return httpOK(e.http, api+probe)
 	})
+}
+
+// httpOK GETs url and wants a 200.
+func httpOK(c *http.Client, url string) error {
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("http status %d", resp.StatusCode)
+	}
+	return nil
 }
 
 // startCluster starts clusterMasters redis-server nodes in cluster mode
