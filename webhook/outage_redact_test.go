@@ -378,6 +378,17 @@ func TestRedactURL(t *testing.T) {
 		{"http://u:p@exa mple.com:x/h?k=v", "<unparseable URL>"},
 		// Idempotent: redacted URLs (stored by this version) stay as they are.
 		{"http://user:***@127.0.0.1:1/hook?token=***", "http://user:***@127.0.0.1:1/hook?token=***"},
+		{"https://hooks.example.com/services/T00000000/***", "https://hooks.example.com/services/T00000000/***"},
+		// Tokens in the path: long segments, or shorter ones mixing letters and digits.
+		{"https://hooks.example.com/services/T0A1B2C3D/B0A1B2C3D4E/aB3dE5gH7jK9mN1pQ3sT5vW7",
+			"https://hooks.example.com/services/T0A1B2C3D/B0A1B2C3D4E/***"},
+		{"https://discord.example/api/webhooks/123456789012345678/XyZ-_abcdefghijklmnopqrstuvwxyz",
+			"https://discord.example/api/webhooks/123456789012345678/***"},
+		{"https://x.example/webhookb2/0c2a6f6e-1111-4e2b-9d4a-5b6c7d8e9f00@0c2a6f6e-2222-4e2b-9d4a-5b6c7d8e9f00/IncomingWebhook/0123456789abcdef",
+			"https://x.example/webhookb2/***/IncomingWebhook/***"},
+		{"https://example.com/receipts/delivery-reports", "https://example.com/receipts/delivery-reports"},
+		{"https://example.com/a%20b/9f8e7d6c5b4a3f2e1d?k=v", "https://example.com/a%20b/***?k=***"},
+		{"https://u:p@example.com/hooks/a1b2c3d4e5f6g7h8#x", "https://u:***@example.com/hooks/***"},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
 			require.Equal(t, tc.want, redactURL(tc.in))
@@ -417,4 +428,34 @@ func TestFailureText(t *testing.T) {
 			require.Equal(t, tc.want, failureText(errors.New(tc.in)))
 		})
 	}
+}
+
+// FuzzRedactURL: any input gives a result without panicking, redacting
+// twice changes nothing, and no path segment that looks like a token, nor
+// a password, is left in what a URL that parses turns into.
+func FuzzRedactURL(f *testing.F) {
+	for _, s := range []string{
+		"https://user:pw@example.com/h?token=abc&v=1#frag",
+		"https://hooks.example.com/services/T0A1B2C3D/B0A1B2C3D4E/aB3dE5gH7jK9mN1pQ3sT5vW7",
+		"https://example.com/a%20b/9f8e7d6c5b4a3f2e1d?k=v",
+		"http://u:p@exa mple.com:x/h?k=v",
+		"/relative/0123456789abcdef0123",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		got := redactURL(raw)
+		require.Equal(t, got, redactURL(got), "idempotent")
+		if got == unparseableURL || got == "" {
+			return
+		}
+		u, err := url.Parse(got)
+		require.NoError(t, err, "a redacted URL parses")
+		for _, seg := range strings.Split(u.EscapedPath(), "/") {
+			require.False(t, secretSegment(seg), "segment %q of %q", seg, got)
+		}
+		if pw, ok := u.User.Password(); ok {
+			require.Equal(t, "***", pw)
+		}
+	})
 }

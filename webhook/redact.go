@@ -3,7 +3,9 @@ package webhook
 import (
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
+	"unicode"
 )
 
 // Webhook URLs may carry secrets: a password (basic auth) and tokens in the
@@ -18,19 +20,34 @@ const unparseableURL = "<unparseable URL>"
 
 // redactURL returns raw with its secrets masked: the password becomes "***",
 // and so does the value of every query parameter (a parameter without "="
-// is masked whole, it may be a bare token); the query keys, scheme, user
-// name, host and path are kept, the fragment (never sent) is dropped. A URL
-// that does not parse becomes "<unparseable URL>". It is idempotent: a
-// redacted URL comes back unchanged.
+// is masked whole, it may be a bare token) and every path segment that
+// looks like a token (secretSegment: Slack, Discord and Teams put theirs in
+// the path); the query keys, scheme, user name, host and the other path
+// segments are kept, the fragment (never sent) is dropped. A URL that does
+// not parse becomes "<unparseable URL>". It is idempotent: a redacted URL
+// comes back unchanged.
 func redactURL(raw string) string {
-	if raw == "" {
-		return ""
+	if raw == "" || raw == unparseableURL {
+		return raw
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return unparseableURL
 	}
 	r := *u
+	if segs := strings.Split(r.EscapedPath(), "/"); slices.ContainsFunc(segs, secretSegment) {
+		for i, seg := range segs {
+			if secretSegment(seg) {
+				segs[i] = "***"
+			}
+		}
+		// RawPath keeps the "*" as written (setting Path alone would
+		// escape it); every other segment is in its escaped form already.
+		r.RawPath = strings.Join(segs, "/")
+		if r.Path, err = url.PathUnescape(r.RawPath); err != nil {
+			return unparseableURL
+		}
+	}
 	if r.RawQuery != "" {
 		params := strings.Split(r.RawQuery, "&")
 		for i, p := range params {
@@ -50,6 +67,20 @@ func redactURL(raw string) string {
 		return strings.Replace(r.String(), userinfo, name+":***@", 1)
 	}
 	return r.String()
+}
+
+// secretSegment reports whether a path segment (escaped) looks like a
+// secret token rather than a name: 24 characters or more, or 16 or more
+// with both letters and digits. Names of that length are masked too, which
+// only hides them from the logs; the POST still goes to the full URL.
+func secretSegment(seg string) bool {
+	if len(seg) >= 24 {
+		return true
+	}
+	if len(seg) < 16 {
+		return false
+	}
+	return strings.ContainsFunc(seg, unicode.IsLetter) && strings.ContainsFunc(seg, unicode.IsDigit)
 }
 
 // redactError returns err with the URL redacted when err is a *url.Error
