@@ -352,11 +352,9 @@ func (e *env) floorRun(ctx context.Context, p plan, n int) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if res.SmsgatePeakRSS, err = e.peakRSS(); err != nil {
+	if err := e.fillEnd(res, lr); err != nil {
 		return nil, err
 	}
-	res.LoadAvgEnd = loadAvg()
-	res.fillAccept(lr)
 	res.Notices = notices
 	res.fillSink(c, lr.Start)
 	res.fillCPU(before, after)

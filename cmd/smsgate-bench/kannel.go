@@ -325,11 +325,9 @@ func (e *env) kannelRun(ctx context.Context, p plan, n int, statusURL string) (*
 	if err != nil {
 		return nil, err
 	}
-	if res.SmsgatePeakRSS, err = e.peakRSS(); err != nil {
+	if err := e.fillEnd(res, lr); err != nil {
 		return nil, err
 	}
-	res.LoadAvgEnd = loadAvg()
-	res.fillAccept(lr)
 	res.fillSubmits(points, after.At, total-sent0, c, lr.Start)
 	res.fillSink(c, lr.Start)
 	res.fillCPU(before, after)

@@ -55,6 +55,18 @@ func sumCPU(cs []*child) (cpuTimes, error) {
 	return total, nil
 }
 
+// fillEnd records what every run notes once its measured window ends: the
+// daemons' peak RSS, the load average, and the accept figures of lr.
+func (e *env) fillEnd(res *Result, lr loadResult) error {
+	var err error
+	if res.SmsgatePeakRSS, err = e.peakRSS(); err != nil {
+		return err
+	}
+	res.LoadAvgEnd = loadAvg()
+	res.fillAccept(lr)
+	return nil
+}
+
 // peakRSS is the largest VmHWM of the daemons.
 func (e *env) peakRSS() (int64, error) {
 	var peak int64
@@ -365,11 +377,9 @@ func (e *env) loadRun(ctx context.Context, p plan, n int) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if res.SmsgatePeakRSS, err = e.peakRSS(); err != nil {
+	if err := e.fillEnd(res, lr); err != nil {
 		return nil, err
 	}
-	res.LoadAvgEnd = loadAvg()
-	res.fillAccept(lr)
 	res.Notices = notices
 
 	submits := submitsOK(final)
@@ -449,11 +459,9 @@ func (e *env) memoryRun(ctx context.Context, p plan, n int) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dbsize: %w", err)
 	}
-	if res.SmsgatePeakRSS, err = e.peakRSS(); err != nil {
+	if err := e.fillEnd(res, lr); err != nil {
 		return nil, err
 	}
-	res.LoadAvgEnd = loadAvg()
-	res.fillAccept(lr)
 	res.Notices = int(sum(s, "smsgate_queue_enqueued_total", map[string]string{"kind": "notice"}))
 	queued := res.Accepted + res.Notices
 	res.Memory = &Memory{
